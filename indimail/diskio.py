@@ -1,0 +1,25 @@
+"""Small blocking file helpers shared by the queue and the delivery agents."""
+
+from __future__ import annotations
+
+import os
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of *data* to *fd* (``os.write`` may write less)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_file(path, data: bytes, *, flags: int, mode: int = 0o600,
+               fsync: bool = True) -> None:
+    """Open *path* with *flags* (``os.O_WRONLY`` is added), write all of
+    *data*, fsync when asked, close: the one way queue files are written."""
+    fd = os.open(path, os.O_WRONLY | flags, mode)
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
