@@ -1,0 +1,108 @@
+"""Where the files of one queue live, and how a queue is chosen.
+
+Byte-compatible with indimail-mta (reference §1): ``mess intd todo info
+local remote`` are split into ``0..split-1`` sub-directories, ``bounce pid
+trash`` are not, ``lock/`` holds ``sendmutex``, ``tcpto`` and the ``trigger``
+FIFO.  A file of message ``id`` lives at ``<dir>/<id % split>/<id>``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_SPLIT = 151
+SPLIT_DIRS = ("mess", "intd", "todo", "info", "local", "remote")
+FLAT_DIRS = ("bounce", "pid", "trash")
+
+
+def split_from_env(env: Mapping[str, str]) -> int:
+    """``CONFSPLIT`` may lower the compiled default of 151, never raise it."""
+    try:
+        value = int(env.get("CONFSPLIT", ""))
+    except ValueError:
+        return DEFAULT_SPLIT
+    return value if 0 < value <= DEFAULT_SPLIT else DEFAULT_SPLIT
+
+
+@dataclass(frozen=True)
+class QueueDir:
+    """One queue directory (``queueN``) and its split."""
+
+    path: Path
+    split: int = DEFAULT_SPLIT
+
+    def sub(self, kind: str, msgid: int) -> Path:
+        """Path of message *msgid*'s file in directory *kind*."""
+        if kind in SPLIT_DIRS:
+            return self.path / kind / str(msgid % self.split) / str(msgid)
+        return self.path / kind / str(msgid)
+
+    def mess(self, msgid: int) -> Path:
+        return self.sub("mess", msgid)
+
+    def intd(self, msgid: int) -> Path:
+        return self.sub("intd", msgid)
+
+    def todo(self, msgid: int) -> Path:
+        return self.sub("todo", msgid)
+
+    def info(self, msgid: int) -> Path:
+        return self.sub("info", msgid)
+
+    def local(self, msgid: int) -> Path:
+        return self.sub("local", msgid)
+
+    def remote(self, msgid: int) -> Path:
+        return self.sub("remote", msgid)
+
+    def bounce(self, msgid: int) -> Path:
+        return self.sub("bounce", msgid)
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.path / "pid"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.path / "lock"
+
+    @property
+    def trigger(self) -> Path:
+        return self.path / "lock" / "trigger"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def configured_queues(env: Mapping[str, str], default_base: Path) -> list[QueueDir]:
+    """All queues the environment names: ``QUEUEDIR`` alone, else
+    ``QUEUE_BASE/queueN`` for N in ``QUEUE_START .. QUEUE_START+QUEUE_COUNT-1``."""
+    split = split_from_env(env)
+    if env.get("QUEUEDIR"):
+        return [QueueDir(Path(env["QUEUEDIR"]), split)]
+    base = Path(env.get("QUEUE_BASE") or default_base)
+    start = _positive(env.get("QUEUE_START"), 1)
+    count = _positive(env.get("QUEUE_COUNT"), 1)
+    return [QueueDir(base / f"queue{n}", split) for n in range(start, start + count)]
+
+
+def select_queue(env: Mapping[str, str], default_base: Path,
+                 rng: random.Random | None = None) -> QueueDir:
+    """The queue a new message goes to: a random one of the configured queues
+    (qmail-multi's choice), or ``QUEUEDIR`` when set."""
+    queues = configured_queues(env, default_base)
+    if len(queues) == 1:
+        return queues[0]
+    return (rng or random).choice(queues)
+
+
+def _positive(text: str | None, default: int) -> int:
+    try:
+        value = int(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
