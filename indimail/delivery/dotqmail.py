@@ -1,0 +1,144 @@
+"""Dot-qmail files: which one applies to an address extension, and what its
+lines say (qmail-local's ``qmesearch`` and command loop, reference §7).
+
+Lookup for dash ``-`` and ext ``foo-bar``: ``.qmail-foo-bar``, then
+``.qmail-foo-default``, then ``.qmail-default``; the extension is
+lower-cased and dots become ``:``.  Lines: ``#`` comment, ``|cmd`` program,
+``&addr`` (or a line starting with anything else) forward, ``/path`` or
+``./path`` an mbox, or a Maildir when it ends in ``/``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from indimail.delivery.result import temporary
+
+WRITABLE = 0o002  # qmail's auto_patrn: group/world write bits that are refused
+
+MAILDIR = "maildir"
+MBOX = "mbox"
+PROGRAM = "program"
+FORWARD = "forward"
+LIST = "list"
+BRANCH = "branch"   # ``?label command``: jump to ``:label`` when command exits 99
+LABEL = "label"     # ``:label``
+
+
+def safe_ext(ext: str) -> str:
+    """The extension as it appears in a file name: lower case, ``.`` → ``:``."""
+    return ext.lower().replace(".", ":")
+
+
+def search_order(dash: str, ext: str) -> list[tuple[str, str | None]]:
+    """Candidate file names with the ``DEFAULT`` value each one sets."""
+    safe = safe_ext(ext)
+    first = ".qmail" + dash + safe
+    first_default = None
+    if len(safe) >= 7 and safe.endswith("default"):
+        first_default = ext[len(safe) - 7:]
+    names = [(first, first_default)]
+    for i in range(len(safe), -1, -1):
+        if i == 0 or safe[i - 1] == "-":
+            names.append((".qmail" + dash + safe[:i] + "default", ext[i:]))
+    return names
+
+
+@dataclass(frozen=True)
+class DotQmail:
+    """The dot-qmail file that applies, its content, and what it implies."""
+
+    path: Path
+    content: bytes
+    default: str | None       # the DEFAULT variable (matched -default part)
+    forward_only: bool        # the file has its owner-x bit set
+
+
+def find_dotqmail(home: os.PathLike | str, dash: str, ext: str) -> DotQmail | None:
+    """The first existing candidate under *home*; blocking (run in a thread)."""
+    home = Path(home)
+    for name, default in search_order(dash, ext):
+        found = _open_regular(home / name)
+        if found is not None:
+            content, mode = found
+            return DotQmail(home / name, content, default, bool(mode & 0o100))
+    return None
+
+
+def exists(home: os.PathLike | str, name: str) -> bool:
+    """qmail-local's ``qmeox``: whether a dot-qmail file of that name exists."""
+    try:
+        os.stat(Path(home) / name)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    return True
+
+
+def _open_regular(path: Path) -> tuple[bytes, int] | None:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_mode & WRITABLE:
+                raise temporary("Uh-oh: .qmail file is writable. (#4.7.0)")
+            return f.read(), st.st_mode
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except PermissionError:
+        raise temporary(f"Unable to open {path}: access denied. (#4.3.0)") from None
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One delivery line: *kind* (maildir/mbox/program/forward/list/branch/
+    label) and *value*; a branch also has the *label* it may jump to."""
+
+    kind: str
+    value: str
+    label: str = ""
+
+
+def parse(content: str) -> list[Instruction]:
+    """The delivery lines of a dot-qmail file, in order.
+
+    A blank first line is an error (qmail-local refuses it); comments are
+    skipped; ``+list`` marks a forward-only list.  indimail's branches:
+    ``?label command`` runs *command* and jumps to the line ``:label`` when
+    it exits 99; ``?label`` alone always jumps."""
+    if not content.endswith("\n"):
+        content += "\n"
+    out: list[Instruction] = []
+    for index, line in enumerate(content.split("\n")[:-1]):
+        line = line.rstrip(" \t")
+        if not line:
+            if index == 0:
+                raise temporary("Uh-oh: first line of .qmail file is blank. (#4.2.1)")
+            continue
+        first = line[0]
+        if first == "#":
+            continue
+        if first == ":":
+            if index:  # upstream only finds labels after a newline
+                out.append(Instruction(LABEL, line[1:].split(None, 1)[0] if line[1:] else ""))
+            continue
+        if first in "./":
+            out.append(Instruction(MAILDIR if line.endswith("/") else MBOX, line))
+        elif first == "|":
+            out.append(Instruction(PROGRAM, line[1:]))
+        elif first == "?":
+            label, _, command = line[1:].replace("\t", " ").partition(" ")
+            out.append(Instruction(BRANCH, command.strip(" \t"), label))
+        elif first == "+":
+            if line[1:] == "list":
+                out.append(Instruction(LIST, ""))
+        elif first == "&":
+            out.append(Instruction(FORWARD, line[1:]))
+        else:
+            out.append(Instruction(FORWARD, line))
+    return out

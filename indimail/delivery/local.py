@@ -1,0 +1,427 @@
+"""Local delivery: qmail-lspawn's user lookup plus qmail-local's work.
+
+``LocalDelivery.deliver`` resolves the local part as qmail-lspawn does
+(``users/cdb`` or ``users/assign``, then the system password database, then
+the alias user), finds the dot-qmail file in the user's home, and runs its
+lines in order: Maildir and mbox writes in worker threads, programs as child
+processes, forwards re-injected through the
+:class:`~indimail.queue.enqueue.Enqueuer`.
+Every copy starts with ``Return-Path:`` and ``Delivered-To:`` as qmail-local
+writes them; a message already carrying our ``Delivered-To:`` line is a loop.
+Deliveries run as the current process (no uid switching yet).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from twisted.internet.defer import DeferredLock
+
+from indimail.config.control import ControlFileError, ControlFiles
+from indimail.config.environment import Environment
+from indimail.config.home import Home
+from indimail.delivery import dotqmail
+from indimail.delivery.agent import DeliveryAgent
+from indimail.delivery.assign import ALIAS_USER, Assign, AssignEntry, GetpwError, UserResolver
+from indimail.delivery.dotqmail import Instruction
+from indimail.delivery.lines import dtline, rpline, ufline
+from indimail.delivery.maildir import MaildirWriter
+from indimail.delivery.mbox import deliver_mbox
+from indimail.delivery.program import ProgramOutcome, open_message, run_program
+from indimail.delivery.result import (
+    DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
+
+NO_MAILBOX = "Sorry, no mailbox here by that name. (#5.1.1)"
+LOOPING = "This message is looping: it already has my Delivered-To line. (#5.4.6)"
+BAD_MAXDT = "Unable to read control file maxdeliveredto. (#4.3.0)"
+DEFAULT_DELIVERY = "./Maildir/"
+CHUNK = 65536
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first line of the dot-qmail file runs."""
+
+    entry: AssignEntry
+    home: Path
+    local: str
+    host: str
+    dtline: bytes
+    rpline: bytes
+    ufline: bytes
+    newsender: str
+    instructions: list[Instruction]
+    forward_only: bool
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def split_address(address: str) -> tuple[str, str]:
+    at = address.rfind("@")
+    if at < 0:
+        return address, ""
+    return address[:at], address[at + 1:]
+
+
+def ext_variables(ext: str) -> dict[str, str]:
+    """EXT, EXT2, EXT3, EXT4: the extension with 0..3 leading ``-`` fields cut."""
+    out = {"EXT": ext}
+    rest = ext
+    for n in (2, 3, 4):
+        cut = rest.find("-")
+        rest = rest[cut + 1:] if cut >= 0 else ""
+        out[f"EXT{n}"] = rest
+    return out
+
+
+def host_variables(host: str) -> dict[str, str]:
+    """HOST2, HOST3, HOST4: the host with 1..3 trailing ``.`` fields cut."""
+    out = {}
+    end = len(host)
+    for n in (2, 3, 4):
+        dot = host.rfind(".", 0, end)
+        end = dot if dot >= 0 else end
+        out[f"HOST{n}"] = host[:end]
+    return out
+
+
+def count_delivered_to(message: os.PathLike | str, line: bytes) -> int:
+    """How many header lines of the message equal *line* (blocking)."""
+    found = 0
+    with open(message, "rb") as f:
+        for header in f:
+            if not header.endswith(b"\n") or len(header) <= 1:
+                break
+            if header == line:
+                found += 1
+    return found
+
+
+def scan_int(text: str) -> int:
+    """qmail's scan_int: optional sign, then the leading digits (none: 0)."""
+    text = text.lstrip(" \t")
+    sign = -1 if text[:1] == "-" else 1
+    if text[:1] in "+-":
+        text = text[1:]
+    digits = len(text) - len(text.lstrip("0123456789"))
+    return sign * int(text[:digits]) if digits else 0
+
+
+def vdelivermail_args(command: str) -> str | None:
+    """The instruction of a ``vdelivermail '' <instruction>`` program line
+    (the first word's basename is ``vdelivermail``); None for other programs,
+    which are forked as usual."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if len(words) != 3 or os.path.basename(words[0]) != "vdelivermail":
+        return None
+    return words[2]
+
+
+def _find_label(steps: list[Instruction], start: int, label: str) -> int:
+    """The index after the ``:label`` line following *start*; the end when
+    there is none (the rest of the file is skipped)."""
+    for index in range(start, len(steps)):
+        if steps[index].kind == dotqmail.LABEL and steps[index].value == label:
+            return index + 1
+    return len(steps)
+
+
+class LocalDelivery(DeliveryAgent):
+    """Delivers one recipient of one queued message to a local mailbox."""
+
+    channel = "local"
+    program = "qmail-local"
+
+    def __init__(self, home: Home, control: ControlFiles, enqueuer, *, reactor=None,
+                 env: Mapping[str, str] | None = None, threadpool=None,
+                 writer: MaildirWriter | None = None, clock=time.time,
+                 getpwnam=pwd.getpwnam, alias_user: str = ALIAS_USER, store=None):
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self.home = home
+        self.control = control
+        self.enqueuer = enqueuer
+        self.reactor = reactor
+        self.env = Environment(os.environ if env is None else env)
+        self.threadpool = threadpool
+        self.clock = clock
+        self.fsync = self.env.get("USE_FSYNC", "1") not in ("", "0")
+        self.writer = writer or MaildirWriter(fsync=self.fsync, clock=clock)
+        self.assign = Assign(home.users)
+        self.users = UserResolver(self.assign, getpwnam=getpwnam, alias_user=alias_user)
+        self._store = store
+        self._store_lock = DeferredLock()
+
+    async def _run(self, mess: Path, sender: str, recipient: str, qqeh: str) -> DeliveryResult:
+        local, host = split_address(recipient)
+        if not local:
+            return DeliveryResult(SUCCESS, "did 0+0+0")
+        plan = await self._thread(self.plan, mess, sender, local, host)
+        prefix = plan.rpline + plan.dtline + qqeh.encode("utf-8", "surrogateescape")
+        counts = {"file": 0, "forward": 0, "program": 0}
+        outputs: list[str] = []
+        forwards: list[str] = []
+        forward_only = plan.forward_only
+        steps = plan.instructions
+        index = 0
+        while index < len(steps):
+            step = steps[index]
+            index += 1
+            if step.kind == dotqmail.LIST:
+                forward_only = True
+            elif step.kind in (dotqmail.MAILDIR, dotqmail.MBOX):
+                counts["file"] += 1
+                if forward_only:
+                    raise temporary("Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)")
+                target = self._path(plan.home, step.value)
+                if step.kind == dotqmail.MAILDIR:
+                    await self._thread(self.writer.deliver, target, prefix, mess)
+                else:
+                    await self._thread(deliver_mbox, target, plan.ufline, prefix, mess,
+                                       self.fsync)
+            elif step.kind == dotqmail.BRANCH:
+                jump = True
+                if step.value:
+                    counts["program"] += 1
+                    if forward_only:
+                        raise temporary(
+                            "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)")
+                    outcome = await self._program(plan, step.value, mess, qqeh)
+                    if outcome.output:
+                        outputs.append(outcome.output)
+                    if outcome.status != SUCCESS:
+                        raise DeliveryError(outcome.status, "\n".join(outputs))
+                    jump = outcome.stop
+                if jump:
+                    index = _find_label(steps, index, step.label)
+            elif step.kind == dotqmail.PROGRAM:
+                counts["program"] += 1
+                if forward_only:
+                    raise temporary("Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)")
+                vargs = vdelivermail_args(step.value)
+                if vargs is not None:
+                    outcome = await self._vdelivermail(plan, vargs, mess, qqeh)
+                else:
+                    outcome = await self._program(plan, step.value, mess, qqeh)
+                if outcome.output:
+                    outputs.append(outcome.output)
+                if outcome.status != SUCCESS:
+                    raise DeliveryError(outcome.status, "\n".join(outputs))
+                if outcome.stop:
+                    break
+            elif step.kind == dotqmail.FORWARD:
+                counts["forward"] += 1
+                forwards.append(step.value)
+        report = outputs + ["did %(file)d+%(forward)d+%(program)d" % counts]
+        if forwards:
+            qp = await self._forward(plan, mess, qqeh, forwards)
+            report.append(f"qp {qp}")
+        return DeliveryResult(SUCCESS, "\n".join(report))
+
+    @staticmethod
+    def _path(home: Path, line: str) -> Path:
+        return Path(line) if line.startswith("/") else home / line
+
+    # -- the part that reads files: runs in a worker thread ---------------
+
+    def plan(self, mess: Path, sender: str, local: str, host: str) -> Plan:
+        """qmail-lspawn + the first half of qmail-local (blocking)."""
+        try:
+            entry = self.users.lookup(local)
+        except GetpwError as exc:
+            raise temporary(str(exc)) from None
+        if entry is None:
+            # no alias user at all: qmail-lspawn defers ("Unable to find alias
+            # user!"); here the address simply does not exist (decisions.md)
+            raise permanent(NO_MAILBOX)
+        home = Path(entry.home)
+        if not home.is_absolute():
+            home = self.home.path / home
+        self._check_home(home)
+        dt = dtline(local, host)
+        maxdt = self.max_delivered_to()
+        try:
+            found = count_delivered_to(mess, dt)
+        except OSError as exc:
+            raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        if maxdt > -1 and found > maxdt:
+            raise permanent(LOOPING)
+        found_qmail = dotqmail.find_dotqmail(home, entry.dash, entry.ext)
+        if found_qmail is None and entry.dash:
+            raise permanent(NO_MAILBOX)
+        newsender = self._newsender(home, entry, sender, local, host)
+        content = found_qmail.content if found_qmail else b""
+        forward_only = found_qmail.forward_only if found_qmail else False
+        if not content:
+            content = self._default_delivery().encode("utf-8", "surrogateescape")
+            forward_only = False
+        instructions = dotqmail.parse(content.decode("utf-8", "surrogateescape"))
+        now = self.clock()
+        plan = Plan(entry, home, local, host, dt, rpline(sender), ufline(sender, now),
+                    newsender, instructions, forward_only)
+        plan.variables = self._variables(plan, sender, found_qmail)
+        return plan
+
+    def max_delivered_to(self) -> int:
+        """qmail-local's bouncexf(): how many of our Delivered-To lines a
+        message may already carry; 0 (default) = none, -1 = no loop check."""
+        try:
+            text = self.control.value("maxdeliveredto")
+        except (ControlFileError, OSError):
+            raise temporary(BAD_MAXDT) from None
+        return scan_int(text) if text is not None else 0
+
+    @staticmethod
+    def _check_home(home: Path) -> None:
+        try:
+            st = os.stat(home)
+        except OSError as exc:
+            raise temporary(
+                f"Unable to switch to {home}: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise temporary(f"Unable to switch to {home}: not a directory. (#4.3.0)")
+        if st.st_mode & dotqmail.WRITABLE:
+            raise temporary("Uh-oh: home directory is writable. (#4.7.0)")
+        if st.st_mode & stat.S_ISVTX:
+            raise temporary("Home directory is sticky: user is editing his .qmail file. (#4.2.1)")
+
+    @staticmethod
+    def _newsender(home: Path, entry: AssignEntry, sender: str, local: str, host: str) -> str:
+        """qmail-local's NEWSENDER: the sender, unless an ``-owner`` file exists."""
+        if not sender or sender == "#@[]":
+            return sender
+        base = ".qmail" + entry.dash + dotqmail.safe_ext(entry.ext)
+        if not dotqmail.exists(home, base + "-owner"):
+            return sender
+        if dotqmail.exists(home, base + "-owner-default"):
+            return f"{local}-owner-@{host}-@[]"
+        return f"{local}-owner@{host}"
+
+    def _default_delivery(self) -> str:
+        lines = self.control.lines("defaultdelivery")
+        return "\n".join(lines) + "\n" if lines else DEFAULT_DELIVERY + "\n"
+
+    def _variables(self, plan: Plan, sender: str, found) -> dict[str, str]:
+        entry = plan.entry
+        dec = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731
+        env = dict(self.env)
+        env.pop("SPAMFILTER", None)
+        env.update({
+            "HOST": plan.host, "HOME": str(plan.home), "USER": entry.user,
+            "LOCAL": plan.local, "RECIPIENT": f"{plan.local}@{plan.host}",
+            "DTLINE": dec(plan.dtline), "SENDER": sender, "RPLINE": dec(plan.rpline),
+            "UFLINE": dec(plan.ufline), "NEWSENDER": plan.newsender,
+        })
+        env.update(ext_variables(entry.ext))
+        env.update(host_variables(plan.host))
+        if found is not None and found.default is not None:
+            env["DEFAULT"] = found.default
+        return env
+
+    # -- vdelivermail in-process ----------------------------------------------
+
+    async def _vdelivermail(self, plan: Plan, instruction: str, mess: Path, qqeh: str):
+        """Run vdelivermail's work here instead of forking it (one store per
+        LocalDelivery, opened on first use)."""
+        from indimail.vdomain.vdelivermail import Request, VDeliverMail, result_code
+        store = await self._vstore()
+        engine = VDeliverMail(
+            store, thread=self._thread, writer=self.writer, clock=self.clock,
+            forward=lambda recipients: self._forward(plan, mess, qqeh, recipients),
+            program=lambda command: self._program(plan, command, mess, qqeh),
+            relay=lambda route, recipient: self._relay(route, mess, plan, recipient, qqeh))
+        request = Request(mess, plan.variables.get("SENDER", ""), plan.variables.get("EXT", ""),
+                          plan.host, instruction,
+                          plan.rpline + plan.dtline + qqeh.encode("utf-8", "surrogateescape"),
+                          env=plan.variables)
+        result = await engine.deliver(request)
+        return ProgramOutcome(result.status, False, result.report, result_code(result))
+
+    def _relay(self, route: str, mess: Path, plan: Plan, recipient: str, qqeh: str):
+        """qmail-remote to *recipient* with ``SMTPROUTE=route`` (a cluster peer)."""
+        from indimail.delivery.remote import RemoteDelivery
+        remote = RemoteDelivery(self.home, self.control, reactor=self.reactor,
+                                env=dict(self.env.apply([("SMTPROUTE", route)])),
+                                threadpool=self.threadpool)
+        return remote.deliver(_OneMessage(mess), 0, plan.variables.get("SENDER", ""),
+                              recipient, qqeh)
+
+    async def _vstore(self):
+        if self._store is not None:
+            return self._store
+        await self._store_lock.acquire()
+        try:
+            if self._store is None:
+                from indimail.vdomain.store import open_store
+                self._store = await open_store(self.home, self.env, reactor=self.reactor)
+        except Exception as exc:
+            self.log.failure("opening the user database")
+            raise temporary(f"vdelivermail: unable to open the database: {exc}. (#4.3.0)"
+                            ) from None
+        finally:
+            self._store_lock.release()
+        return self._store
+
+    # -- programs and forwards ---------------------------------------------
+
+    async def _program(self, plan: Plan, command: str, mess: Path, qqeh: str):
+        try:
+            fd = await self._thread(open_message, mess)
+        except OSError as exc:
+            raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        env = dict(plan.variables)
+        env["QQEH"] = qqeh
+        try:
+            return await run_program(self.reactor, command, env, str(plan.home), fd)
+        except OSError as exc:
+            raise temporary(f"Unable to run /bin/sh: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        finally:
+            os.close(fd)
+
+    async def _forward(self, plan: Plan, mess: Path, qqeh: str, recipients: list[str]) -> int:
+        """Re-inject the message (our Delivered-To line first) to *recipients*."""
+        message = self.enqueuer.begin(invoked="alias")
+        try:
+            message.write(plan.dtline + qqeh.encode("utf-8", "surrogateescape"))
+            source = await self._thread(open, mess, "rb")
+            try:
+                while True:
+                    chunk = await self._thread(source.read, CHUNK)
+                    if not chunk:
+                        break
+                    message.write(chunk)
+                    drained = getattr(message, "wait_for_drain", None)
+                    if drained is not None:
+                        await drained()
+            finally:
+                source.close()
+        except OSError as exc:
+            await message.abort()
+            raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        try:
+            # qmail-local also hands QQEH to qmail-queue for the forwarded copy
+            return await message.finish(plan.newsender, recipients, qqeh or None)
+        except Exception as exc:
+            text = getattr(exc, "text", None) or str(exc)
+            status = DEFERRAL if getattr(exc, "temporary", True) else FAILURE
+            raise DeliveryError(status, f"Unable to forward message: {text}.") from None
+
+
+class _OneMessage:
+    """The queue interface RemoteDelivery reads one message file through."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def mess(self, _msgid: int) -> Path:
+        return self.path

@@ -1,0 +1,140 @@
+"""Maildir delivery (``maildir_deliver.c``): write ``tmp/``, fsync, link
+into ``new/``, unlink the tmp name.  Blocking: run it in a worker thread.
+
+Names follow indimail-mta's revised Maildir protocol, plus a per-process
+counter ``Q<n>`` because one process delivers many messages at once:
+``tmp/<sec>.M<usec>P<pid>Q<n>.<host>`` and
+``new/<sec>.I<ino hex>V<dev hex>M<usec>P<pid>Q<n>.<host>,S=<size>``.
+A missing Maildir is created (``docs/decisions.md``).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from indimail.diskio import write_all
+from indimail.delivery.result import permanent, temporary
+
+OVERQUOTA = "Recipient's mailbox is full, message returned to sender. (#5.2.2)"
+CHUNK = 65536
+
+
+def safe_hostname(name: str) -> str:
+    """The host part of a Maildir name: ``/`` → ``057``, ``:`` → ``072``."""
+    return name.replace("/", "057").replace(":", "072")
+
+
+def ensure_maildir(path: os.PathLike | str) -> None:
+    """Create ``tmp``, ``new`` and ``cur`` (and missing parents), mode 0700."""
+    path = Path(path)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(path / sub, mode=0o700, exist_ok=True)
+
+
+class MaildirWriter:
+    """Delivers copies into Maildirs with unique names."""
+
+    def __init__(self, hostname: str | None = None, pid: int | None = None,
+                 fsync: bool = True, clock: Callable[[], float] = time.time):
+        self.hostname = safe_hostname(hostname or socket.gethostname())
+        self.pid = os.getpid() if pid is None else pid
+        self.fsync = fsync
+        self.clock = clock
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _next(self) -> int:
+        with self._lock:
+            return next(self._counter)
+
+    def tmp_name(self, sec: int, usec: int, n: int) -> str:
+        return f"{sec}.M{usec}P{self.pid}Q{n}.{self.hostname}"
+
+    def new_name(self, sec: int, usec: int, n: int, st: os.stat_result) -> str:
+        return (f"{sec}.I{st.st_ino:x}V{st.st_dev:x}M{usec}P{self.pid}Q{n}."
+                f"{self.hostname},S={st.st_size}")
+
+    def deliver(self, maildir: os.PathLike | str, prefix: bytes,
+                message: os.PathLike | str, create: bool = True) -> Path:
+        """Write *prefix* then the file *message* into *maildir*; the path in
+        ``new/``.  Raises DeliveryError with qmail-local's texts."""
+        maildir = Path(maildir)
+        try:
+            if create:
+                ensure_maildir(maildir)
+            elif not (maildir / "tmp").is_dir():
+                raise FileNotFoundError(maildir)
+        except OSError:
+            raise temporary("Unable to chdir to maildir. (#4.2.1)") from None
+        fd, tmp, sec, usec, n = self._create_tmp(maildir)
+        try:
+            try:
+                self._copy(fd, prefix, message)
+                if self.fsync:
+                    os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            new = maildir / "new" / self.new_name(sec, usec, n, st)
+            os.link(tmp, new)
+        except _ReadError:
+            raise temporary("Unable to read message. (#4.3.0)") from None
+        except OSError as exc:
+            if exc.errno == errno.EDQUOT:
+                raise permanent(OVERQUOTA) from None
+            raise temporary("Temporary error on maildir delivery. (#4.3.0)") from None
+        finally:
+            _unlink(tmp)
+        return new
+
+    def _create_tmp(self, maildir: Path):
+        for _attempt in range(3):
+            now = self.clock()
+            sec, usec = int(now), int((now - int(now)) * 1_000_000)
+            n = self._next()
+            tmp = maildir / "tmp" / self.tmp_name(sec, usec, n)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EDQUOT:
+                    raise permanent(OVERQUOTA) from None
+                raise temporary("Temporary error on maildir delivery. (#4.3.0)") from None
+            return fd, tmp, sec, usec, n
+        raise temporary("Temporary error on maildir delivery. (#4.3.0)")
+
+    @staticmethod
+    def _copy(fd: int, prefix: bytes, message) -> None:
+        write_all(fd, prefix)
+        try:
+            src = open(message, "rb")
+        except OSError:
+            raise _ReadError() from None
+        with src:
+            while True:
+                try:
+                    chunk = src.read(CHUNK)
+                except OSError:
+                    raise _ReadError() from None
+                if not chunk:
+                    return
+                write_all(fd, chunk)
+
+
+class _ReadError(Exception):
+    """The message file could not be read."""
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

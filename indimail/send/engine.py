@@ -1,0 +1,539 @@
+"""The delivery engine of one queue (qmail-send + todo-proc + qmail-clean).
+
+Event driven: the trigger FIFO, a periodic scan and the start-up scan feed
+todo processing; each message's local and remote files get a pass when
+their retry time (an injected clock's ``callLater``) comes; deliveries run
+under ``concurrencylocal``/``concurrencyremote`` (``DeferredSemaphore``).
+A channel held by ``holdlocal``/``holdremote`` starts no delivery: its due
+passes wait until a SIGHUP lifts the hold.
+Every result is written to disk (bounce record, then ``D`` in place)
+before anything else happens, so a crash repeats at most the deliveries in
+flight.  All file work runs off the reactor thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from twisted.application import service
+from twisted.internet import defer, task, threads
+from twisted.internet.interfaces import IReactorFDSet
+from twisted.logger import Logger
+
+from indimail.queue.bounce import (BounceConfig, bounce_envelope, bounce_record,
+                                   bounce_sender, build_bounce, inject_bounce,
+                                   read_bounce_parts, strip_vdom_prepend)
+from indimail.queue.cleanup import cleanup_queue
+from indimail.queue.envelope import EnvelopeError, Info
+from indimail.queue.layout import QueueDir
+from indimail.queue.schedule import (CHANNELS, dying_report, is_dying,
+                                     lifetime_for, next_retry, report_lines)
+from indimail.queue.todo import TodoError, list_ids, process_todo
+from indimail.send import logline
+from indimail.send.disk import (append_bounce, close_channel, done_state, mark_done,
+                                read_pass, remove_message, set_due, startup_state, unlink)
+from indimail.send.config import SendConfig
+from indimail.send.hooks import (DISCARD, SEND, BounceArgs, run_bounce_processor,
+                                 split_bounce_text)
+from indimail.send.trigger import TriggerWatcher
+
+SLEEP_SYSFAIL = 123      # qmail-send's retry delay after a system failure
+TODO_INTERVAL = 60       # periodic todo scan besides the trigger
+CLEANUP_INTERVAL = 3600  # periodic stale-file cleanup
+FINISH = "done"          # timer key: finish the message (bounce, remove) again
+PQADD = "pqadd"          # timer key: look at the message's files again
+
+
+def sender_for(sender: str, recipient: str) -> str:
+    """qmail-send's senderadd(): VERP ``owner-@host-@[]`` becomes
+    ``owner-box=host@host`` for each recipient."""
+    if sender.endswith("-@[]"):
+        j = sender.rfind("@", 0, len(sender) - 4)
+        k = recipient.rfind("@")
+        if k != -1 and j != -1:
+            return (sender[:j] + recipient[:k] + "=" + recipient[k + 1:] + "@"
+                    + sender[j + 1:len(sender) - 4])
+    return sender
+
+
+class QueueEngine(service.Service):
+    """Processes, schedules and delivers the messages of one queue."""
+
+    log = Logger()
+
+    def __init__(self, queue: QueueDir, *, config: Callable[[], SendConfig],
+                 local, remote, enqueuer, reactor=None,
+                 blocking: Callable[..., defer.Deferred] | None = None,
+                 label: str | None = None, watch_trigger: bool = True,
+                 todo_interval: float = TODO_INTERVAL,
+                 cleanup_interval: float = CLEANUP_INTERVAL, run_process=None):
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+            reactor = global_reactor
+        self.queue = queue
+        self.reactor = reactor
+        self.agents = {"local": local, "remote": remote}
+        self.enqueuer = enqueuer
+        self.label = label
+        self._config_factory = config
+        self.config = config()
+        self._blocking = blocking or self._in_thread
+        self._watch_trigger = watch_trigger
+        self._todo_interval = todo_interval
+        self._cleanup_interval = cleanup_interval
+        self._sems = {c: defer.DeferredSemaphore(self.config.concurrency[c]) for c in CHANNELS}
+        self._used = {c: 0 for c in CHANNELS}
+        self._delid = 0
+        self._timers: dict[tuple[int, str], object] = {}
+        self._running: set[tuple[int, str]] = set()
+        self._held: set[tuple[int, str]] = set()
+        self._finishing: set[int] = set()
+        self._todo_after_finish: set[int] = set()
+        self._inflight: set[defer.Deferred] = set()
+        self._todo_busy = False
+        self._todo_again = False
+        self._stopping = False
+        self._loops: list[task.LoopingCall] = []
+        self._trigger: TriggerWatcher | None = None
+        self._ready_waiters: list[defer.Deferred] = []
+        self._ready = False
+        self._run_process = run_process or run_bounce_processor
+
+    def when_ready(self) -> defer.Deferred:
+        """Fires once the start-up scan has scheduled every queued message
+        (or the engine stopped first)."""
+        if self._ready:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def _set_ready(self) -> None:
+        self._ready = True
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _in_thread(self, f, *args, **kwargs) -> defer.Deferred:
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                         f, *args, **kwargs)
+
+    def _emit(self, line: str) -> None:
+        self.log.info("{line}", line=line)
+
+    def _track(self, work, what: str, on_error: Callable[[], None] | None = None
+               ) -> defer.Deferred:
+        """Run *work*, keep it for stopService; an unexpected failure is
+        logged and *on_error* (usually: try again later) is called."""
+        d = defer.ensureDeferred(work)
+        self._inflight.add(d)
+
+        def failed(failure):
+            self.log.failure("{queue}: unexpected failure in {what}", failure,
+                             queue=self.queue.name, what=what)
+            if on_error is not None and not self._stopping:
+                on_error()
+
+        d.addErrback(failed)
+        d.addBoth(lambda _: self._inflight.discard(d))
+        return d
+
+    def _later(self, msgid: int, channel: str) -> Callable[[], None]:
+        """qmail-send's pqfail: try this job again after SLEEP_SYSFAIL."""
+        return lambda: self._schedule(msgid, channel, self.reactor.seconds() + SLEEP_SYSFAIL)
+
+    def _status(self) -> None:
+        self._emit(logline.status(self._used, dict(self.config.concurrency), self.label,
+                                  self._stopping))
+
+    # -- service ----------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        self._stopping = False
+        self._ready = False
+        self._status()
+        self._track(self._blocking(self._cleanup_now, True), "start-up cleanup")
+        self._track(self._startup(), "start-up scan", self._restart_later)
+
+    def _restart_later(self) -> None:
+        """The start-up scan failed (e.g. ``info/`` unreadable): run it again."""
+        call = self.reactor.callLater(SLEEP_SYSFAIL, self._restart)
+        self._timers[(0, "start")] = call
+
+    def _restart(self) -> None:
+        self._timers.pop((0, "start"), None)
+        if not self._stopping:
+            self._track(self._startup(), "start-up scan", self._restart_later)
+
+    async def _startup(self) -> None:
+        """pqstart, then todo: schedule every message found in ``info/``, open
+        the trigger, scan ``todo/``, start the periodic scans."""
+        ids = await self._blocking(list_ids, self.queue, "info")
+        for msgid in ids:
+            if self._stopping:
+                return
+            try:
+                await self._pqadd(msgid)
+            except OSError:
+                self.log.failure("{queue}: unable to stat msg {msgid}; will try again later",
+                                 queue=self.queue.name, msgid=msgid)
+                self._later(msgid, PQADD)()
+        if self._stopping or self._loops:
+            return
+        if self._watch_trigger and IReactorFDSet.providedBy(self.reactor):
+            self._trigger = TriggerWatcher(self.queue.trigger, self.reactor, self.kick)
+            self._trigger.start()
+        self.kick()
+        for interval, call in ((self._todo_interval, self._todo_tick),
+                               (self._cleanup_interval, self._cleanup_tick)):
+            loop = task.LoopingCall(call)
+            loop.clock = self.reactor
+            loop.start(interval, now=False).addErrback(
+                lambda f: self.log.failure("periodic task failed", f))
+            self._loops.append(loop)
+        self._set_ready()
+
+    def stopService(self):
+        """Start nothing new; wait for every delivery and disk write in flight.
+        Recipients not yet delivered keep their ``T`` and are retried later."""
+        self._stopping = True
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        if self._trigger is not None:
+            self._trigger.close()
+            self._trigger = None
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        self._held.clear()
+        self._set_ready()
+        d = defer.DeferredList(list(self._inflight))
+        d.addCallback(lambda _: service.Service.stopService(self))
+        return d
+
+    def reload(self) -> None:
+        """SIGHUP: read the control files again; resize the concurrency limits.
+        A broken control file is logged and the old settings stay."""
+        old = self.config
+        try:
+            self.config = self._config_factory()
+        except Exception:
+            self.log.failure("{queue}: unable to reread controls", queue=self.queue.name)
+            return
+        old_hold = dict(old.hold)
+        for channel in CHANNELS:
+            if self._sems[channel].limit != self.config.concurrency[channel]:
+                self._sems[channel] = defer.DeferredSemaphore(self.config.concurrency[channel])
+            held = self.config.hold.get(channel, False)
+            if held != old_hold.get(channel, False):
+                state = "temporarily held" if held else "resumed"
+                self._emit(f"{channel} deliveries {state} {self.queue.name}")
+                if not held:
+                    self._release(channel)
+
+    def _release(self, channel: str) -> None:
+        """The hold on *channel* is lifted: every pass it kept waiting runs now."""
+        now = self.reactor.seconds()
+        for key in sorted(k for k in self._held if k[1] == channel):
+            self._held.discard(key)
+            self._schedule(key[0], channel, now)
+
+    def held(self) -> set[tuple[int, str]]:
+        """(msgid, channel) passes that are due but wait for a hold to lift."""
+        return set(self._held)
+
+    def run_now(self) -> None:
+        """SIGALRM: every deferred message is retried now."""
+        for call in list(self._timers.values()):
+            if call.active():
+                call.reset(0)
+        self.kick()
+
+    def _todo_tick(self) -> None:
+        """The periodic scan; also reopens a trigger FIFO that could not be opened."""
+        if self._trigger is not None and not self._trigger.watching:
+            self._trigger.start()
+        self.kick()
+
+    def _cleanup_now(self, dead_writers: bool = False) -> list[str]:
+        return cleanup_queue(self.queue, self.reactor.seconds(), dead_writers=dead_writers)
+
+    def _cleanup_tick(self) -> None:
+        if not self._stopping:
+            self._track(self._blocking(self._cleanup_now), "cleanup")
+
+    # -- todo -------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Scan ``todo/`` now (trigger pulled, periodic scan, start)."""
+        if self._stopping:
+            return
+        if self._todo_busy:
+            self._todo_again = True
+            return
+        self._track(self._todo_run(), "todo processing")
+
+    async def _todo_run(self) -> None:
+        self._todo_busy = True
+        try:
+            again = True
+            while again and not self._stopping:
+                self._todo_again = False
+                for msgid in await self._blocking(list_ids, self.queue, "todo"):
+                    if self._stopping:
+                        break
+                    try:
+                        await self._todo_one(msgid)
+                    except Exception:
+                        self.log.failure("{queue}: trouble processing todo {msgid}; "
+                                         "will try again later", queue=self.queue.name,
+                                         msgid=msgid)
+                again = self._todo_again
+        finally:
+            self._todo_busy = False
+
+    async def _todo_one(self, msgid: int) -> None:
+        if msgid in self._finishing:
+            # The id is an inode: a new message got it while the old one's
+            # info file is still being removed.  Preprocess it once that is done.
+            self._todo_after_finish.add(msgid)
+            return
+        try:
+            result = await self._blocking(process_todo, self.queue, msgid,
+                                          self.config.rewriter, fsync=self.config.fsync)
+        except TodoError as exc:
+            self._emit(f"warning: {exc}")
+            return
+        if result is None:
+            return
+        env = result.envelope
+        self._emit(logline.new_msg(msgid))
+        self._emit(logline.info_msg(msgid, result.size, env.sender, env.pid, env.uid,
+                                    self.label))
+        for channel, original, _address in result.recipients:
+            self._emit(logline.stat_line(channel, env.sender, original, msgid, result.size,
+                                         self.label))
+        channels = result.channels()
+        now = self.reactor.seconds()
+        for channel in channels:
+            self._schedule(msgid, channel, now)
+        if not channels:
+            self._finish_soon(msgid)
+
+    async def _pqadd(self, msgid: int) -> None:
+        due = await self._blocking(startup_state, self.queue, msgid)
+        if due is None:
+            return
+        for channel, when in due.items():
+            self._schedule(msgid, channel, when)
+        if not due:
+            self._finish_soon(msgid)
+
+    # -- scheduling and deliveries -----------------------------------------
+
+    def _schedule(self, msgid: int, channel: str, when: float) -> None:
+        if self._stopping:
+            return
+        key = (msgid, channel)
+        self._held.discard(key)
+        old = self._timers.pop(key, None)
+        if old is not None and old.active():
+            old.cancel()
+        delay = max(0.0, when - self.reactor.seconds())
+        self._timers[key] = self.reactor.callLater(delay, self._start_pass, msgid, channel)
+
+    def scheduled(self) -> dict[tuple[int, str], float]:
+        """(msgid, channel) → when its next pass is due (for tests and qread)."""
+        return {key: call.getTime() for key, call in self._timers.items() if call.active()}
+
+    def _start_pass(self, msgid: int, channel: str) -> None:
+        key = (msgid, channel)
+        self._timers.pop(key, None)
+        if channel == FINISH:
+            self._finish_soon(msgid)
+            return
+        if channel == PQADD:
+            self._track(self._pqadd(msgid), f"looking at msg {msgid}", self._later(msgid, PQADD))
+            return
+        if self._stopping or key in self._running:
+            return
+        if self.config.hold.get(channel, False):
+            self._held.add(key)
+            return
+        self._running.add(key)
+        d = self._track(self._pass(msgid, channel), f"delivery pass of msg {msgid}",
+                        self._later(msgid, channel))
+        d.addBoth(lambda _: self._running.discard(key))
+
+    async def _pass(self, msgid: int, channel: str) -> None:
+        try:
+            work = await self._blocking(read_pass, self.queue, msgid, channel)
+        except (OSError, EnvelopeError) as exc:
+            self._emit(f"warning: trouble reading {self.queue.sub(channel, msgid)}; "
+                       f"will try again later ({exc})")
+            self._schedule(msgid, channel, self.reactor.seconds() + SLEEP_SYSFAIL)
+            return
+        if work is None:
+            self._finish_soon(msgid)
+            return
+        now = self.reactor.seconds()
+        retry = next_retry(work.birth, now, channel)
+        lifetime = lifetime_for(work.info.sender, self.config.lifetime,
+                                self.config.bouncelifetime)
+        dying = is_dying(work.birth, now, lifetime)
+        sem = self._sems[channel]
+        pending = [r for r in work.records if not r.done]
+        outcomes = await defer.DeferredList(
+            [sem.run(self._deliver_deferred, msgid, channel, record, work.info, dying)
+             for record in pending], consumeErrors=True)
+        for ok, value in outcomes:
+            if not ok:  # every delivery has ended; now report the first error
+                value.raiseException()
+        results = [value for _ok, value in outcomes]
+        if all(results):
+            if await self._blocking(close_channel, self.queue, msgid, channel):
+                self._finish_soon(msgid)
+            return
+        if None in results:
+            return  # stopping: untried recipients stay due now, for the next start
+        self._schedule(msgid, channel, retry)
+        await self._blocking(set_due, self.queue.sub(channel, msgid), retry)
+
+    def _deliver_deferred(self, *args) -> defer.Deferred:
+        return defer.ensureDeferred(self._deliver(*args))
+
+    async def _deliver(self, msgid: int, channel: str, record, info: Info,
+                       dying: bool) -> bool | None:
+        """One recipient: deliver, log, write the result.  True when marked
+        D, False when deferred, None when not tried (the engine is stopping)."""
+        if self._stopping:
+            return None
+        self._delid += 1
+        delid = self._delid
+        self._used[channel] += 1
+        self._emit(logline.starting(delid, msgid, channel, record.address, self.label))
+        self._status()
+        try:
+            try:
+                result = self.agents[channel].deliver(
+                    self.queue, msgid, sender_for(info.sender, record.address),
+                    record.address, info.extra_headers)
+                if inspect.isawaitable(result):
+                    result = await result
+                status, report = result.status, result.report
+            except Exception:
+                self.log.failure("delivery {delid} raised", delid=delid)
+                status, report = "deferral", "Unable to run the delivery agent. (#4.3.0)"
+            report = report_lines(report)
+            if status == "deferral" and dying:
+                status, report = "failure", dying_report(report)
+            if status not in ("success", "deferral", "failure"):
+                self._emit(f"delivery {delid}: report mangled, will defer:{self._tail()}")
+                return False
+            self._emit(logline.delivery(delid, status, report, self.label))
+            if status == "deferral":
+                return False
+            await self._record(msgid, channel, record, status, report)
+            return True
+        finally:
+            self._used[channel] -= 1
+            self._status()
+
+    def _tail(self) -> str:
+        return f" {self.label}" if self.label else ""
+
+    async def _record(self, msgid: int, channel: str, record, status: str,
+                      report: str) -> None:
+        """Bounce record first (failures), then the ``D`` in place."""
+        fsync = self.config.fsync
+        if status == "failure":
+            original = strip_vdom_prepend(record.address,
+                                          self.config.rewriter.virtualdomains)
+            await self._blocking(append_bounce, self.queue.bounce(msgid),
+                                 bounce_record(original, report), fsync=fsync)
+        await self._blocking(mark_done, self.queue.sub(channel, msgid), record.offset,
+                             fsync=fsync)
+
+    # -- finishing a message ----------------------------------------------
+
+    def _finish_soon(self, msgid: int) -> None:
+        if msgid in self._finishing:
+            return
+        self._finishing.add(msgid)
+        d = self._track(self._finish(msgid), f"finishing msg {msgid}",
+                        self._later(msgid, FINISH))
+        d.addBoth(self._finished, msgid)
+
+    def _finished(self, result, msgid: int):
+        self._finishing.discard(msgid)
+        if msgid in self._todo_after_finish:
+            self._todo_after_finish.discard(msgid)
+            self.kick()
+        return result
+
+    async def _finish(self, msgid: int) -> None:
+        """messdone(): inject the bounce, then remove info, intd and mess."""
+        state = await self._blocking(done_state, self.queue, msgid)
+        if state is None:
+            return
+        info, birth = state
+        try:
+            await self._bounce(msgid, info, birth)
+        except Exception:
+            self.log.failure("{queue}: trouble injecting bounce message, will try later",
+                             queue=self.queue.name)
+            self._later(msgid, FINISH)()
+            return
+        # logged before the files go, as upstream: once mess is removed its
+        # inode (the id) may be reused by a new message
+        self._emit(logline.end_msg(msgid, self.label))
+        await self._blocking(remove_message, self.queue, msgid)
+
+    async def _bounce(self, msgid: int, info: Info, birth: float) -> None:
+        config: BounceConfig = self.config.bounce
+        bounce_path = self.queue.bounce(msgid)
+        parts = await self._blocking(read_bounce_parts, bounce_path, self.queue.mess(msgid),
+                                     config.bouncemaxbytes)
+        if parts is None:
+            return
+        text, body, size = parts
+        sender = bounce_sender(info.sender)
+        envelope = bounce_envelope(sender, config)
+        if envelope is None:
+            kind = "triple" if sender == "#@[]" else "double"
+            self._emit(f"{kind} bounce: discarding {bounce_path}{self._tail()}")
+        else:
+            data = build_bounce(sender=sender, msgid=msgid, birth=birth, bounce_text=text,
+                                message=body, message_size=size, config=config,
+                                now=self.reactor.seconds())
+            if await self._bounce_processor(msgid, text, *envelope) == SEND:
+                newid = await inject_bounce(self.enqueuer, data, *envelope,
+                                            env=self.config.bounce_env(sender))
+                self._emit(logline.bounce_msg(msgid, newid, self.label))
+            else:
+                self._emit(f"delete bounce: discarding {bounce_path}{self._tail()}")
+        await self._blocking(unlink, bounce_path)
+
+    async def _bounce_processor(self, msgid: int, text: bytes, bounce_sender: str,
+                                recipient: str) -> int:
+        """SEND or DISCARD from ``$BOUNCEPROCESSOR`` (SEND when unset); any
+        other exit raises, so the bounce is tried again later."""
+        program = self.config.env.get("BOUNCEPROCESSOR")
+        if not program:
+            return SEND
+        original, report = split_bounce_text(text)
+        args = BounceArgs(str(self.queue.mess(msgid)), str(self.queue.bounce(msgid)), report,
+                          bounce_sender, original, recipient)
+        code = await self._run_process(program, args, self.config.env, reactor=self.reactor)
+        self._emit(f"bounce processor sender <{bounce_sender}> recipient <{recipient}> "
+                   f"messfn <{args.mess}> bouncefn <{args.bounce}> exit={code}{self._tail()}")
+        if code not in (SEND, DISCARD):
+            raise RuntimeError(f"bounce processor {program} exited {code}")
+        return code
