@@ -1,0 +1,581 @@
+"""The SMTP server protocol: bytes in, commands, replies out.
+
+Modelled on indimail-mta's qmail-smtpd (``smtpd.c``) and its replies.
+Commands are handled strictly in order: a handler may return a Deferred
+(queueing, later policy plugins) and pipelined commands behind it wait in
+the input buffer until it has answered.  DATA is decoded by
+:class:`~indimail.smtp.data.DataDecoder` and streamed into the message
+sink as it arrives; reading pauses while the sink is behind.
+
+The protocol reads no file: the service hands it a *setup* callable that
+builds the :class:`Session` and :class:`SessionSettings` for the
+connection's addresses, a relay *policy* and a message *sink*
+(:class:`~indimail.queue.enqueue.Enqueuer`: ``begin(env, invoked=,
+remote_ip=)`` returning an object with ``write``, ``finish``, ``abort``,
+``pending_bytes`` and ``wait_for_drain``).  STARTTLS and AUTH live in
+:mod:`~indimail.smtp.authcommand`; the factory sets ``tls`` and ``auth``.
+
+*rules* (optional, :class:`~indimail.smtp.envrules.RulesFiles`) answers
+which envrules assignments apply and re-derives the settings from a changed
+environment: from.envrules at MAIL and rcpt.envrules at RCPT change the
+environment of that transaction only, domainqueue (per accepted recipient)
+too, so the sink's ``begin(env)`` sees the queue; auth.envrules change the
+connection's environment after AUTH.  The session limits (MAXRECIPIENTS,
+TARPITCOUNT/TARPITDELAY, GREETDELAY) come from the settings and wait on
+the injected clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from indimail.config.control import ControlFileError
+from indimail.queue.errors import QueueError
+from indimail.queue.received import rfc5322_date
+
+from . import reply
+from .address import parse_path
+from .authcommand import TLSAndAuthCommands
+from .data import DataDecoder
+from .received import smtpd_received
+from .reply import Reply, SMTPError
+from .session import Session, Transaction
+from .settings import SessionSettings
+from .tls import describe
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("indimail")
+    except Exception:  # running from a source tree that is not installed
+        return "0.1.0"
+
+
+VERSION = _version()
+
+COMMANDS = ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP",
+            "STARTTLS", "AUTH")
+HIGH_WATER = 1 << 20       # pending queue bytes above which reading pauses
+BACKLOG = 1 << 16          # unread pipelined input above which reading pauses
+
+Setup = Callable[[IAddress, IAddress], "tuple[Session, SessionSettings]"]
+
+
+class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
+    """One SMTP connection."""
+
+    log = Logger()
+
+    def __init__(self, setup: Setup, policy, sink, clock, *, tls=None, auth=None,
+                 rules=None):
+        self.tls = tls
+        self.rules = rules
+        self.auth = auth
+        self._setup = setup
+        self.policy = policy
+        self.sink = sink
+        self.clock = clock
+        self.session: Session | None = None
+        self.settings: SessionSettings | None = None
+        self._greeted = False
+        self._greet_timer = None
+        self.on_lost = None
+        self._buffer = bytearray()
+        self._start = 0               # unread input begins here in _buffer
+        self._busy = False            # a handler's Deferred is outstanding
+        self._processing = False
+        self._closing = False         # QUIT or a fatal error: read no more
+        self._lost = False
+        self._timer = None
+        self._pauses: set[str] = set()
+        self._decoder: DataDecoder | None = None
+        self._message = None
+
+    # -- connection -----------------------------------------------------------
+    def connectionMade(self) -> None:
+        try:
+            self.session, self.settings = self._setup(self.transport.getPeer(),
+                                                      self.transport.getHost())
+        except Exception:
+            self.log.failure("cannot set up SMTP session")
+            self.transport.write(Reply.of(421, reply.LOCAL_FAILURE).to_bytes())
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        delay = self.settings.greetdelay
+        if delay:   # upstream greetdelay_check(): > 0 waits, < 0 also catches early talkers
+            self._greet_timer = self.clock.callLater(abs(delay), self._greet)
+        else:
+            self._greet()
+
+    @property
+    def settings(self) -> SessionSettings | None:
+        """The connection's settings, or those re-derived for the transaction."""
+        session = self.session
+        if session is not None and session.txn_settings is not None:
+            return session.txn_settings
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: SessionSettings | None) -> None:
+        self._settings = value
+
+    def _greet(self) -> None:
+        self._greet_timer = None
+        self._greeted = True
+        self._send(self.greeting())
+        self._touch()
+        self._unpause("greet")
+        self._process()   # what a client sent during a positive GREETDELAY
+
+    def _early_talker(self) -> None:
+        self.log.info("qmail-smtpd: pid {pid} {ip} SMTP Protocol violation - Early Talking",
+                      pid=self.settings.pid, ip=self.session.remote_ip)
+        self._cancel_greet()
+        self._discard_input()
+        self._send(Reply.of(554, reply.EARLY_TALKER))
+        self._close()
+
+    def _cancel_greet(self) -> None:
+        if self._greet_timer is not None and self._greet_timer.active():
+            self._greet_timer.cancel()
+        self._greet_timer = None
+
+    def connectionLost(self, reason=None) -> None:
+        self._lost = True
+        self._closing = True
+        self._cancel_greet()
+        self._stop_timer()
+        self.cancel_auth_wait()
+        if self.on_lost is not None:   # the factory's session count
+            self.on_lost()
+        if self._decoder is not None:
+            self._end_message()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if not self._greeted and self.settings is not None and self.settings.greetdelay < 0:
+            self._early_talker()
+            return
+        self._buffer += data
+        if not self._greeted and len(self._buffer) > BACKLOG:
+            self._pause("greet")   # read no more until the (delayed) greeting
+        self._touch()
+        self._process()
+
+    # -- replies ----------------------------------------------------------------
+    def greeting(self) -> Reply:
+        s = self.settings
+        if not s.extra_greet:
+            return Reply.of(220, s.greeting)
+        return Reply.of(220, f"{s.greeting} (NO UCE) ESMTP IndiMail {VERSION} "
+                             f"{rfc5322_date(self.clock.seconds())}")
+
+    def _send(self, r: Reply | None) -> None:
+        if r is not None and not self._lost:
+            self.transport.write(r.to_bytes())
+
+    def _close(self) -> None:
+        self._closing = True
+        self._stop_timer()
+        if not self._lost:
+            self.transport.loseConnection()
+
+    # -- flow control -----------------------------------------------------------
+    def _pause(self, why: str) -> None:
+        if not self._pauses and not self._lost:
+            self.transport.pauseProducing()
+        self._pauses.add(why)
+
+    def _unpause(self, why: str) -> None:
+        if why in self._pauses:
+            self._pauses.discard(why)
+            if not self._pauses and not self._lost:
+                self.transport.resumeProducing()
+
+    # -- idle timeout -------------------------------------------------------------
+    def _touch(self) -> None:
+        """(Re)start the wait for the client: ``timeoutsmtpd`` seconds."""
+        if self._closing or self.settings is None or not self._greeted:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.settings.timeout)
+        else:
+            self._timer = self.clock.callLater(self.settings.timeout, self._timed_out)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._busy or self._pauses:   # our own work, not the client's silence
+            self._touch()
+            return
+        self.log.info("timeout reached reading data from client {ip}",
+                      ip=self.session.remote_ip)
+        if self._decoder is not None:
+            self._end_message()
+        self._send(Reply.of(451, reply.TIMEOUT))
+        self._close()
+
+    # -- the input loop -------------------------------------------------------------
+    def _process(self) -> None:
+        if self._processing or not self._greeted:
+            return
+        self._processing = True
+        try:
+            while not self._busy and not self._closing and self._start < len(self._buffer):
+                if self._decoder is not None:
+                    self._feed_data()
+                    continue
+                start = self._start
+                nl = self._buffer.find(b"\n", start)
+                limit = self.settings.maxcmdlen
+                if nl < 0:
+                    if len(self._buffer) - start > limit:
+                        self._too_long()
+                    break
+                if nl + 1 - start > limit:
+                    self._too_long()
+                    break
+                line = bytes(self._buffer[start:nl + 1])
+                self._start = nl + 1
+                self._run(self._command, line)
+        finally:
+            self._processing = False
+            del self._buffer[:self._start]   # compact once, not per line
+            self._start = 0
+        if self._busy and len(self._buffer) > BACKLOG:
+            self._pause("backlog")
+        else:
+            self._unpause("backlog")
+
+    def _discard_input(self) -> None:
+        self._buffer.clear()
+        self._start = 0
+
+    def _run(self, f, *args) -> None:
+        """Call handler *f*; its reply (or error) is sent when it is ready and
+        the next command waits until then."""
+        d = defer.maybeDeferred(f, *args)
+        d.addCallbacks(self._send, self._failed)
+        answered = []   # not d.called: a fired Deferred may wait on a chained one
+
+        def mark(result):
+            answered.append(True)
+            return result
+        d.addBoth(mark)
+        if not answered:
+            self._busy = True
+            d.addBoth(self._resume)
+
+    def _resume(self, _) -> None:
+        self._busy = False
+        self._touch()
+        self._process()
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(SMTPError):
+            err = failure.value
+            self._send(err.reply)
+            if err.close:
+                self._close()
+            return
+        self.log.failure("unexpected error in SMTP session", failure)
+        self._send(Reply.of(451, reply.LOCAL_FAILURE))
+
+    def _too_long(self) -> None:
+        self.log.info("command too long from {ip}", ip=self.session.remote_ip)
+        self._discard_input()
+        self._send(Reply.of(553, reply.TOO_LONG))
+        self._close()
+
+    def _command(self, line: bytes):
+        text = line[:-1]
+        if text.endswith(b"\r"):
+            text = text[:-1]
+        text = text.replace(b"\0", b"\n").decode("utf-8", "surrogateescape")
+        if self._sasl is not None:
+            return self.auth_line(text)
+        verb, _, arg = text.partition(" ")
+        arg = arg.lstrip(" ")
+        name = verb.upper()
+        if name in COMMANDS:
+            return getattr(self, "smtp_" + name)(arg)
+        return self.unknown(verb, arg)
+
+    # -- commands -----------------------------------------------------------------------
+    def unknown(self, verb: str, arg: str) -> Reply:
+        """upstream ``err_unimpl()``: X-commands are "not implemented"."""
+        if verb[:1] in ("x", "X"):
+            return Reply.of(502, reply.NOT_IMPLEMENTED.format(cmd=verb))
+        if arg:
+            return Reply.of(502, reply.NOT_RECOGNIZED_ARG.format(cmd=verb, arg=arg))
+        return Reply.of(502, reply.NOT_RECOGNIZED.format(cmd=verb))
+
+    def smtp_HELO(self, arg: str) -> Reply:
+        self.session.reset()
+        self.session.helo = arg or self.session.remote_host or "unknown"
+        self.session.esmtp = False
+        text = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
+        return Reply.of(250, text)
+
+    def smtp_EHLO(self, arg: str) -> Reply:
+        self.session.reset()
+        self.session.helo = arg or self.session.remote_host or "unknown"
+        self.session.esmtp = True
+        first = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
+        return Reply.of(250, first, *self.ehlo_extensions())
+
+    def ehlo_extensions(self) -> list[str]:
+        """The EHLO keywords in upstream's order: AUTH first, STARTTLS before HELP."""
+        size = self.settings.databytes
+        return [*self.auth_keywords(), "PIPELINING", "8BITMIME",
+                f"SIZE {size}" if size else "SIZE", *self.tls_keywords(), "HELP"]
+
+    def smtp_MAIL(self, arg: str) -> Reply:
+        path = parse_path(arg)
+        if path is None:
+            raise SMTPError(555, reply.SYNTAX_ADDRESS)
+        s = self.session
+        before = (s.transaction, s.env, s.conn_env, s.txn_settings)
+        s.reset()   # a new MAIL starts from the connection's environment
+        try:
+            return self._mail(path)
+        except Exception:   # a refused MAIL leaves an earlier transaction as it was
+            s.transaction, s.env, s.conn_env, s.txn_settings = before
+            raise
+
+    def _mail(self, path) -> Reply:
+        self.apply_envrules("from", path.address)
+        env = self.session.env
+        if env.flag("REQUIREAUTH") and not self.session.authenticated:
+            raise SMTPError(530, reply.AUTH_REQUIRED)
+        size = path.param("SIZE")
+        limit = self.settings.databytes
+        if size is not None and limit:
+            try:
+                declared = int(size)
+            except ValueError:
+                raise SMTPError(501, reply.PARAM_SYNTAX) from None
+            if declared > limit:   # RFC 1870: refuse at MAIL (upstream waits for DATA)
+                raise SMTPError(552, reply.SIZE_EXCEEDED)
+        if env.flag("FORCE_TLS") and not self.session.tls:
+            raise SMTPError(530, reply.STARTTLS_FIRST)
+        self.session.transaction = Transaction(path.address, dict(path.params))
+        return Reply.of(250, reply.OK)
+
+    def smtp_RCPT(self, arg: str):
+        txn = self.session.transaction
+        if txn is None:
+            raise SMTPError(503, reply.MAIL_FIRST)
+        path = parse_path(arg)
+        if path is None:
+            raise SMTPError(555, reply.SYNTAX_ADDRESS)
+        self.apply_envrules("rcpt", path.address)
+        d = defer.maybeDeferred(self.policy.check_rcpt, self.session.env, txn.sender,
+                                path.address)
+        return d.addCallback(self._rcpt_limits, txn, path)
+
+    def _rcpt_limits(self, address: str, txn: Transaction, path):
+        """After the policy, as upstream: MAXRECIPIENTS, then the tarpit."""
+        settings = self.settings
+        count = len(txn.recipients) + 1
+        if settings.maxrcpt and count > settings.maxrcpt:
+            self.log.info("qmail-smtpd: pid {pid} {ip} Too many RECIPIENTS: MAIL <{sender}> "
+                          "Last RCPT <{rcpt}>", pid=settings.pid, ip=self.session.remote_ip,
+                          sender=txn.sender, rcpt=path.address)
+            raise SMTPError(557, reply.TOO_MANY_RCPTS)
+        if settings.tarpitcount and count >= settings.tarpitcount and settings.tarpitdelay:
+            # upstream sleeps; here only this session's reply waits on the clock
+            return task.deferLater(self.clock, settings.tarpitdelay, self._rcpt_accepted,
+                                   address, txn, path)
+        return self._rcpt_accepted(address, txn, path)
+
+    def _rcpt_accepted(self, address: str, txn: Transaction, path):
+        if self._lost or self.session.transaction is not txn:
+            return None
+        txn.recipients.append(address)
+        self.apply_envrules("domainqueue", path.address)
+        return Reply.of(250, reply.OK)
+
+    def apply_envrules(self, kind: str, address: str) -> None:
+        """Apply the *kind* envrules matching *address* and re-derive the
+        settings; "auth" changes the connection, the others the transaction."""
+        if self.rules is None:
+            return
+        s = self.session
+        try:
+            changes = self.rules.assignments(kind, s.env, address)
+        except ControlFileError as e:   # upstream AM_REGEX_ERR: the rules are skipped
+            self.log.warn("{kind} envrules: {error}", kind=kind, error=str(e))
+            return
+        if not changes:
+            return
+        env = s.env.apply(changes)
+        settings = self.rules.settings(env)
+        self.log.info("qmail-smtpd: pid {pid} {ip} {kind} envrules for <{address}>: {changes}",
+                      pid=self.settings.pid, ip=s.remote_ip, kind=kind, address=address,
+                      changes=",".join(f"{n}={v or ''}" for n, v in changes))
+        if kind == "auth":
+            s.env = env
+            self._settings = settings
+        else:
+            s.transaction_env(env, settings)
+
+    def smtp_RSET(self, arg: str) -> Reply:
+        if arg:
+            raise SMTPError(501, reply.PARAM_SYNTAX)
+        self.session.reset()
+        return Reply.of(250, reply.FLUSHED)
+
+    def smtp_NOOP(self, arg: str) -> Reply:
+        if arg:
+            raise SMTPError(501, reply.PARAM_SYNTAX)
+        return Reply.of(250, reply.OK)
+
+    def smtp_VRFY(self, arg: str) -> Reply:
+        return Reply.of(252, reply.VRFY)
+
+    def smtp_HELP(self, arg: str) -> Reply:
+        return Reply.of(214, f"This is IndiMail SMTP Version {VERSION}",
+                        "This server supports the following commands:",
+                        "HELO EHLO RSET NOOP MAIL RCPT DATA "
+                        + ("AUTH " if self.auth is not None else "") + "VRFY HELP QUIT")
+
+    def smtp_QUIT(self, arg: str) -> None:
+        self._send(Reply.of(221, reply.CLOSING.format(greeting=self.settings.greeting)))
+        self._discard_input()
+        self._close()
+
+    def smtp_DATA(self, arg: str) -> Reply:
+        if arg:
+            raise SMTPError(501, reply.PARAM_SYNTAX)
+        txn = self.session.transaction
+        if txn is None:
+            raise SMTPError(503, reply.MAIL_FIRST)
+        if not txn.recipients:
+            raise SMTPError(503, reply.RCPT_FIRST)
+        try:
+            message = self.sink.begin(self.session.env, invoked="network",
+                                      remote_ip=self.session.remote_ip)
+            message.write(self.received_header())
+        except Exception:
+            self.log.failure("qqt failure")
+            self.session.reset()
+            raise SMTPError(451, reply.QUEUE_TEMP) from None
+        self._message = message
+        self._decoder = DataDecoder(self.settings.databytes, self.settings.allow_bare_lf)
+        return Reply.of(354, reply.GO_AHEAD)
+
+    def received_header(self) -> bytes:
+        s, st = self.session, self.settings
+        protocol = s.protocol_name
+        cipher = describe(self.transport) if s.tls else None
+        if cipher:   # upstream: "(TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted) ESMTPS"
+            protocol = f"{cipher} {protocol}"
+        return smtpd_received(pid=st.pid, local=st.local_host, remote_ip=s.remote_ip,
+                              remote_host=s.remote_host, remote_info=s.remote_info,
+                              helo=s.helo, protocol=protocol,
+                              now=self.clock.seconds(), hide=st.hide_host)
+
+    # -- DATA -------------------------------------------------------------------------
+    def _feed_data(self) -> None:
+        decoder = self._decoder
+        chunk, end = decoder.feed(bytes(self._buffer[self._start:]))
+        self._start = len(self._buffer) if end is None else self._start + end
+        if decoder.bare_lf:
+            self.log.info("Bare LF received from {ip}", ip=self.session.remote_ip)
+            self._end_message()
+            self._discard_input()
+            self._send(Reply.of(451, reply.BARE_LF))
+            self._close()
+            return
+        if decoder.overflow:   # free the disk now; the 552 comes at the end
+            self._abort_message()
+        elif chunk:
+            self._write(chunk)
+        if end is not None:
+            self._run(self._end_data)
+
+    def _write(self, chunk: bytes) -> None:
+        message = self._message
+        message.write(chunk)
+        if message.pending_bytes > getattr(message, "high_water", HIGH_WATER):
+            self._pause("queue")
+            message.wait_for_drain().addBoth(lambda _: self._unpause("queue"))
+
+    def _abort_message(self) -> None:
+        """Throw away the message being received (it was never acknowledged)."""
+        message, self._message = self._message, None
+        if message is not None:
+            d = defer.maybeDeferred(message.abort)
+            d.addErrback(lambda f: self.log.failure("aborting a message failed", f))
+
+    def _end_message(self) -> None:
+        """Leave DATA mode without queueing."""
+        self._abort_message()
+        self._decoder = None
+
+    def _end_data(self):
+        decoder, message = self._decoder, self._message
+        self._decoder = self._message = None
+        txn = self.session.transaction
+        self.session.reset()
+        self.session.messages += 1
+        if decoder.hops >= self.settings.maxhops or decoder.overflow:
+            if message is not None:
+                self._message = message
+                self._abort_message()
+            if decoder.hops >= self.settings.maxhops:
+                raise SMTPError(554, reply.TOO_MANY_HOPS)
+            self.log.info("data size exceeded: MAIL from <{sender}> Size: {size}",
+                          sender=txn.sender, size=decoder.size)
+            raise SMTPError(552, reply.SIZE_EXCEEDED)
+        d = defer.maybeDeferred(message.finish, txn.sender, list(txn.recipients))
+        size = decoder.size
+        d.addCallbacks(lambda msgid: self._queued(txn, msgid, size), self._queue_failed)
+        return d
+
+    def _queued(self, txn: Transaction, msgid: int, size: int) -> Reply:
+        when = int(self.clock.seconds())
+        self.log_transaction(txn, size, msgid)
+        return Reply.of(250, reply.QUEUED.format(when=when, msgid=msgid))
+
+    def log_transaction(self, txn: Transaction, size: int, msgid: int) -> None:
+        """One line per recipient in upstream's ``log_trans()`` wording."""
+        s = self.session
+        tls = "Yes" if s.tls else "No"
+        for rcpt in txn.recipients:
+            auth = f"{s.authenticated}: " if s.authenticated else ""
+            self.log.info(
+                "qmail-smtpd: pid {pid} from {ip} HELO <{helo}> MAIL from <{sender}> "
+                "RCPT <{rcpt}> AUTH <{auth}> Size: {size} TLS={tls} qp {msgid}",
+                pid=self.settings.pid, ip=s.remote_ip, helo=s.helo or "", sender=txn.sender,
+                rcpt=rcpt, auth=auth + ("local-rcpt" if self._local(rcpt) else "auth-ip/pop"),
+                size=size, tls=tls, msgid=msgid)
+
+    def _local(self, rcpt: str) -> bool:
+        check = getattr(self.policy, "in_rcpthosts", None)
+        try:
+            return bool(check(rcpt)) if check else False
+        except Exception:
+            return False
+
+    def _queue_failed(self, failure: Failure) -> Reply:
+        if failure.check(QueueError):
+            code, _enhanced, text = failure.value.smtp_reply
+            self.log.info("qq error: {text}", text=text)
+            return Reply.of(code, text)
+        self.log.failure("queueing failed", failure)
+        return Reply.of(451, reply.QUEUE_TEMP)
