@@ -1,0 +1,68 @@
+"""Wiring of ``indimail-send``: one engine per queue, signals, the tap."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.internet import task
+from twisted.trial import unittest
+
+from indimail.config.home import Home
+from indimail.send import tap
+from indimail.send.service import make_send_service
+
+from .helpers import FakeAgent, FakeEnqueuer, run_sync, tempdir
+
+
+class ServiceTests(unittest.SynchronousTestCase):
+
+    def home(self, **variables) -> Home:
+        home = Home(Path(tempdir(self)))
+        os.makedirs(home.control)
+        (home.control / "me").write_text("mx.example.net\n")
+        os.makedirs(home.variables_for("send"))
+        for name, value in variables.items():
+            (home.variables_for("send") / name).write_text(value + "\n")
+        return home
+
+    def make(self, home):
+        return make_send_service(home, reactor=task.Clock(), env={}, local=FakeAgent(),
+                                 remote=FakeAgent(), enqueuer=FakeEnqueuer(), blocking=run_sync)
+
+    def test_one_child_per_queue(self):
+        """QUEUE_COUNT queues give as many named children, labelled."""
+        svc = self.make(self.home(QUEUE_COUNT="2", QUEUE_START="1"))
+        self.assertEqual(svc.name, "indimail-send")
+        self.assertEqual([s.name for s in svc], ["queue1", "queue2"])
+        self.assertEqual([e.label for e in svc.engines], ["queue1", "queue2"])
+        self.assertFalse(svc.install_signals)
+
+    def test_single_queue_unlabelled(self):
+        """One queue: qmail's plain log lines, no label."""
+        svc = self.make(self.home())
+        self.assertEqual([e.label for e in svc.engines], [None])
+
+    def test_reload_reads_control(self):
+        """SIGHUP's reload picks up a changed concurrencyremote."""
+        home = self.home()
+        svc = self.make(home)
+        (home.control / "concurrencyremote").write_text("3\n")
+        svc.reload()
+        [engine] = svc.engines
+        self.assertEqual(engine.config.concurrency["remote"], 3)
+
+    def test_when_ready(self):
+        """when_ready fires once each engine's start-up scan is done."""
+        svc = self.make(self.home(QUEUE_COUNT="2"))
+        ready = svc.when_ready()
+        self.assertNoResult(ready)
+        svc.startService()
+        self.successResultOf(ready)
+        svc.stopService()
+
+    def test_tap_options(self):
+        """``--home`` is the only option."""
+        options = tap.Options()
+        options.parseOptions(["--home", "/tmp/x"])
+        self.assertEqual(options["home"], "/tmp/x")
