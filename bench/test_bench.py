@@ -1,0 +1,203 @@
+"""Tests of the harness's pure parts: config rendering, timing logic, the report.
+
+Run from the project root: ``python -m pytest -q bench/test_bench.py`` or
+``python -m twisted.trial bench.test_bench``.  No server is started here; the
+real measurement is the benchmark itself, never a timed test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from indimail_peer import IndimailPeer, fsync_variables  # noqa: E402
+from load import Load, RoundResult, check_sample, parse_counter, run_round  # noqa: E402
+from postfix_peer import PostfixLayout, render_main_cf, render_master_cf  # noqa: E402
+from report import ratio, render_table, summarise, to_json  # noqa: E402
+
+
+class FakeClock:
+    """Monotonic time that only moves when the harness sleeps."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSource:
+    """Stands in for smtp-source: writes its -c counter and exits at once."""
+
+    def __init__(self, accepted: int, returncode: int = 0):
+        self.accepted = accepted
+        self.code = returncode
+        self.argv = None
+        self.pid = 0
+        self.returncode = None
+
+    def __call__(self, argv, stdin, stdout, stderr):
+        self.argv = argv
+        stdout.write("".join(f"{i}\r" for i in range(1, self.accepted + 1)).encode())
+        stdout.flush()
+        if self.code:
+            stderr.write(b"smtp-source: fatal: bad reply\n")
+            stderr.flush()
+        return self
+
+    def wait(self, timeout=None):
+        self.returncode = self.code
+        return self.code
+
+    def poll(self):
+        return self.returncode
+
+    def kill(self):
+        self.returncode = -9
+
+
+class PostfixConfigTests(SynchronousTestCase):
+    def test_main_cf_is_private_and_dns_free(self):
+        """main.cf keeps every path under the temp root and turns DNS off."""
+        lay = PostfixLayout(Path("/tmp/x"))
+        text = render_main_cf(lay, 65534, 65534)
+        self.assertIn("queue_directory = /tmp/x/spool\n", text)
+        self.assertIn("data_directory = /tmp/x/data\n", text)
+        self.assertIn("maillog_file = /tmp/x/maillog\n", text)
+        self.assertIn("virtual_mailbox_domains = example.com\n", text)
+        self.assertIn("virtual_uid_maps = static:65534\n", text)
+        self.assertIn("disable_dns_lookups = yes\n", text)
+        self.assertIn("inet_interfaces = 127.0.0.1\n", text)
+        self.assertEqual(lay.maildir_new, Path("/tmp/x/mail/alice/Maildir/new"))
+
+    def test_master_cf_listens_on_the_given_port_without_chroot(self):
+        """master.cf starts with an unchrooted smtpd on 127.0.0.1:PORT."""
+        text = render_master_cf(10025)
+        self.assertTrue(text.startswith("127.0.0.1:10025 inet n - n - - smtpd\n"))
+        self.assertEqual({line.split()[4] for line in text.splitlines()}, {"n"})
+
+
+class IndimailPeerTests(SynchronousTestCase):
+    def test_twistd_listens_on_the_bench_port_only(self):
+        """twistd runs in the foreground with SMTP on our port, other listeners off."""
+        peer = IndimailPeer(Path("/tmp/r"), 40025, twistd=Path("/v/twistd"))
+        self.assertEqual(peer.command(), [
+            "/v/twistd", "-n", "--pidfile=", "indimail", "--home", "/tmp/r/home",
+            "--smtp", "tcp:40025:interface=127.0.0.1",
+            "--submission", "none", "--smtps", "none"])
+        self.assertEqual(peer.maildir_new,
+                         Path("/tmp/r/home/domains/example.com/alice/Maildir/new"))
+
+    def test_fsync_is_on(self):
+        """Queueing is durable like Postfix's: USE_FSYNC on; USE_SYNCDIR on unless
+        --no-syncdir asks for Postfix's level."""
+        self.assertEqual(fsync_variables(True), {"USE_FSYNC": "1", "USE_SYNCDIR": "1"})
+        self.assertEqual(fsync_variables(False), {"USE_FSYNC": "1", "USE_SYNCDIR": "0"})
+
+
+class LoadTests(SynchronousTestCase):
+    def test_command_uses_the_issue_load(self):
+        """The default load is 20 sessions, 2,000 messages of 2 KB, with a counter."""
+        argv = Load().command(2525, "alice@example.com", "smtp-source")
+        self.assertEqual(argv, ["smtp-source", "-c", "-s", "20", "-m", "2000",
+                                "-l", "2048", "-f", "bench@example.org",
+                                "-t", "alice@example.com", "127.0.0.1:2525"])
+
+    def test_parse_counter_takes_the_last_value(self):
+        """smtp-source -c rewrites one line with \\r; the last number counts."""
+        self.assertEqual(parse_counter(b"1\r2\r3\r\n"), 3)
+        self.assertEqual(parse_counter(b""), 0)
+
+    def test_round_times_inject_and_end_to_end(self):
+        """End-to-end ends at the first poll that sees every message delivered."""
+        clock = FakeClock()
+        seen = iter([0, 0, 3, 7, 10, 10])
+        source = FakeSource(10)
+        result = run_round("x", 1, 2525, "a@b", Path("/nowhere"), Load(messages=10),
+                           clock=clock, sleep=clock.sleep,
+                           count=lambda _: next(seen), spawn=source,
+                           check=lambda _d, _s: None)
+        self.assertIsNone(result.error)
+        self.assertEqual((result.accepted, result.delivered), (10, 10))
+        self.assertAlmostEqual(result.e2e_seconds, 0.15)
+        self.assertAlmostEqual(result.e2e_rate, 10 / 0.15)
+        self.assertLessEqual(result.inject_seconds, result.e2e_seconds)
+        self.assertAlmostEqual(result.max_gap, 0.05)
+        self.assertEqual(result.progress[-1], (0.15, 10))
+
+    def test_round_reports_a_shortfall_instead_of_hanging(self):
+        """When deliveries stop, the round ends after *stall* seconds with a count."""
+        clock = FakeClock()
+        seen = iter([0])
+        result = run_round("x", 1, 2525, "a@b", Path("/nowhere"), Load(messages=10),
+                           clock=clock, sleep=clock.sleep, stall=1.0, timeout=1e12,
+                           count=lambda _: next(seen, 4), spawn=FakeSource(10))
+        self.assertEqual(result.delivered, 4)
+        self.assertIsNone(result.e2e_seconds)
+        self.assertIsNone(result.e2e_rate)
+        self.assertIn("only 4/10", result.error)
+        self.assertGreater(result.max_gap, 1.0)
+
+    def test_failed_inject_has_no_rate(self):
+        """An smtp-source failure is reported and yields no inject rate."""
+        clock = FakeClock()
+        result = run_round("x", 1, 2525, "a@b", Path("/nowhere"), Load(messages=10),
+                           clock=clock, sleep=clock.sleep,
+                           count=lambda _: 3, spawn=FakeSource(3, returncode=1))
+        self.assertEqual(result.accepted, 3)
+        self.assertIsNone(result.inject_rate)
+        self.assertIn("bad reply", result.error)
+
+
+class SampleTests(SynchronousTestCase):
+    def test_a_short_delivery_is_reported(self):
+        """A Maildir file smaller than the payload is flagged as truncated."""
+        new = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, new)
+        (new / "1.msg").write_bytes(b"x" * 10)
+        self.assertIn("< payload 2048", check_sample(new, 2048))
+        self.assertIsNone(check_sample(new, 10))
+
+    def test_missing_maildir_is_not_a_sample_error(self):
+        """No Maildir yet is a shortfall (counted elsewhere), not truncation."""
+        self.assertIsNone(check_sample(Path(tempfile.mkdtemp()) / "missing", 2048))
+
+
+def _result(system, rnd, inject, e2e, delivered=100):
+    return RoundResult(system, rnd, 100, 100, delivered, inject, e2e)
+
+
+class ReportTests(SynchronousTestCase):
+    def test_medians_skip_incomplete_rounds(self):
+        """Medians use complete rounds only; the count of good rounds is kept."""
+        results = [_result("p", 1, 1.0, 2.0), _result("p", 2, 0.5, 1.0),
+                   _result("p", 3, 0.25, None, delivered=50)]
+        s = summarise("p", results)
+        self.assertEqual((s.rounds, s.inject_ok, s.e2e_ok), (3, 3, 2))
+        self.assertEqual(s.inject_median, 200.0)
+        self.assertEqual(s.e2e_median, 75.0)
+
+    def test_ratio_is_ours_over_theirs(self):
+        """The ratio is indimail/postfix and absent when a side has no figure."""
+        self.assertEqual(ratio(50.0, 200.0), 0.25)
+        self.assertIsNone(ratio(None, 200.0))
+        self.assertIsNone(ratio(50.0, None))
+
+    def test_table_and_json_show_both_systems_and_ratios(self):
+        """The table and the JSON name both systems, their medians and ratios."""
+        results = [_result("indimail", 1, 2.0, 4.0), _result("postfix", 1, 1.0, 1.0)]
+        ours, theirs = summarise("indimail", results), summarise("postfix", results)
+        table = render_table(ours, theirs)
+        self.assertIn("ratio indimail/postfix", table)
+        self.assertIn("0.500", table)
+        self.assertIn("0.250", table)
+        self.assertIn('"e2e": 0.25', to_json(ours, theirs, results, {}))
