@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import smtplib
 import threading
+import time
 
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
@@ -20,22 +21,31 @@ class CrashTests(unittest.TestCase):
     timeout = 240
 
     def setUp(self):
+        self.errors: list[str] = []
         self.system = MailSystem(reactor)
         self.addCleanup(lambda: defer.ensureDeferred(self.system.teardown()))
         return defer.ensureDeferred(self.system.setup())
 
-    def _sender(self, port: int, numbers, acked: set, lock: threading.Lock, stop: threading.Event):
-        """Send messages one per connection until the server goes away."""
+    def _sender(self, port: int, numbers, acked: set, lock: threading.Lock,
+                stop: threading.Event, attempts: int = 1):
+        """Send messages one per connection until the server goes away.
+
+        With *attempts* > 1 a failed message is retried, as any SMTP client
+        retries a temporary failure; every failure is kept in ``errors``."""
         for n in numbers:
-            if stop.is_set():
-                return
             body = f"Subject: crash-{n}\r\n\r\nmessage number {n}\r\n"
-            try:
-                with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
-                    client.sendmail("bob@remote.test", ["alice@example.com"], body)
-            except (OSError, smtplib.SMTPException) as exc:
-                print(f"sender stopped at {n}: {exc!r}")
-                return
+            for attempt in range(attempts):
+                if stop.is_set():
+                    return
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+                        client.sendmail("bob@remote.test", ["alice@example.com"], body)
+                    break
+                except (OSError, smtplib.SMTPException) as exc:
+                    self.errors.append(f"message {n}, attempt {attempt + 1}: {exc!r}")
+                    if attempt + 1 == attempts:
+                        return
+                    time.sleep(0.5)
             with lock:
                 acked.add(n)
 
@@ -85,10 +95,13 @@ class CrashTests(unittest.TestCase):
         yield defer.ensureDeferred(system.start())
         stop.clear()
         more = [range(100000 + i * 10, 100000 + (i + 1) * 10) for i in range(2)]
+        del self.errors[:]
         yield defer.gatherResults([
-            threads.deferToThread(self._sender, system.smtp_port, nums, acked, lock, stop)
+            threads.deferToThread(self._sender, system.smtp_port, nums, acked, lock, stop, 5)
             for nums in more])
-        self.assertEqual(len(acked), len(before_restart) + 20)
+        self.assertEqual(len(acked), len(before_restart) + 20,
+                         f"after the restart: {self.errors}\n"
+                         + system.server.output[-3000:])
 
         yield defer.ensureDeferred(wait_for(
             reactor, lambda: acked <= self._delivered(), timeout=180,
