@@ -9,7 +9,9 @@ sink as it arrives; reading pauses while the sink is behind.
 
 The protocol reads no file: the service hands it a *setup* callable that
 builds the :class:`Session` and :class:`SessionSettings` for the
-connection's addresses, a relay *policy* and a message *sink*
+connection's addresses, the *plugins* (a
+:class:`~indimail.plugins.chain.PluginChain`: every policy decision, from
+badip at connect to rcpthosts at RCPT, is a plugin hook) and a message *sink*
 (:class:`~indimail.queue.enqueue.Enqueuer`: ``begin(env, invoked=,
 remote_ip=)`` returning an object with ``write``, ``finish``, ``abort``,
 ``pending_bytes`` and ``wait_for_drain``).  STARTTLS and AUTH live in
@@ -36,6 +38,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from indimail.config.control import ControlFileError
+from indimail.plugins.api import Result, Verdict
+from indimail.plugins.context import HookContext
 from indimail.queue.errors import QueueError
 from indimail.queue.received import rfc5322_date
 
@@ -43,6 +47,7 @@ from . import reply
 from .address import parse_path
 from .authcommand import TLSAndAuthCommands
 from .data import DataDecoder
+from .headers import HeaderBlock
 from .received import smtpd_received
 from .reply import Reply, SMTPError
 from .session import Session, Transaction
@@ -73,13 +78,13 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     log = Logger()
 
-    def __init__(self, setup: Setup, policy, sink, clock, *, tls=None, auth=None,
+    def __init__(self, setup: Setup, plugins, sink, clock, *, tls=None, auth=None,
                  rules=None):
         self.tls = tls
         self.rules = rules
         self.auth = auth
         self._setup = setup
-        self.policy = policy
+        self.plugins = plugins
         self.sink = sink
         self.clock = clock
         self.session: Session | None = None
@@ -96,6 +101,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         self._timer = None
         self._pauses: set[str] = set()
         self._decoder: DataDecoder | None = None
+        self._headers: HeaderBlock | None = None
         self._message = None
 
     # -- connection -----------------------------------------------------------
@@ -109,6 +115,28 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             self._closing = True
             self.transport.loseConnection()
             return
+        if self.plugins.has("connect"):
+            d = self.hook("connect")
+            d.addCallbacks(self._connect_verdict, self._connect_failed)
+        else:
+            self._start_greeting()
+
+    def _connect_verdict(self, result: Result) -> None:
+        if self._lost:
+            return
+        if result.verdict in (Verdict.DENY, Verdict.DENYSOFT, Verdict.DISCONNECT):
+            # upstream (badip, tcpserver deny): the reply instead of a greeting, then close
+            self._send(result.reply())
+            self._close()
+            return
+        self._start_greeting()
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self.log.failure("connect hooks failed", failure)
+        self._send(Reply.of(421, reply.LOCAL_FAILURE))
+        self._close()
+
+    def _start_greeting(self) -> None:
         delay = self.settings.greetdelay
         if delay:   # upstream greetdelay_check(): > 0 waits, < 0 also catches early talkers
             self._greet_timer = self.clock.callLater(abs(delay), self._greet)
@@ -314,6 +342,27 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             return getattr(self, "smtp_" + name)(arg)
         return self.unknown(verb, arg)
 
+    # -- plugins ------------------------------------------------------------------------
+    def hook(self, name: str, *args) -> defer.Deferred:
+        """Run the *name* hook of every plugin; fires with the deciding Result."""
+        ctx = HookContext(self.session, self.session.transaction, self.settings, self.clock,
+                          self.log)
+        return self.plugins.run(name, ctx, *args)
+
+    @staticmethod
+    def refusal(result: Result) -> SMTPError | None:
+        """The SMTPError for a refusing verdict, None for the others."""
+        if result.verdict in (Verdict.DENY, Verdict.DENYSOFT, Verdict.DISCONNECT):
+            r = result.reply()
+            return SMTPError(r.code, *r.lines, close=result.verdict is Verdict.DISCONNECT)
+        return None
+
+    def _after_hook(self, result: Result, ok: Reply) -> Reply:
+        error = self.refusal(result)
+        if error is not None:
+            raise error
+        return ok
+
     # -- commands -----------------------------------------------------------------------
     def unknown(self, verb: str, arg: str) -> Reply:
         """upstream ``err_unimpl()``: X-commands are "not implemented"."""
@@ -323,19 +372,30 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             return Reply.of(502, reply.NOT_RECOGNIZED_ARG.format(cmd=verb, arg=arg))
         return Reply.of(502, reply.NOT_RECOGNIZED.format(cmd=verb))
 
-    def smtp_HELO(self, arg: str) -> Reply:
+    def smtp_HELO(self, arg: str):
         self.session.reset()
         self.session.helo = arg or self.session.remote_host or "unknown"
         self.session.esmtp = False
         text = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
-        return Reply.of(250, text)
+        return self._helo_hooks(arg, Reply.of(250, text))
 
-    def smtp_EHLO(self, arg: str) -> Reply:
+    def smtp_EHLO(self, arg: str):
         self.session.reset()
         self.session.helo = arg or self.session.remote_host or "unknown"
         self.session.esmtp = True
         first = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
-        return Reply.of(250, first, *self.ehlo_extensions())
+        return self._helo_hooks(arg, Reply.of(250, first, *self.ehlo_extensions()))
+
+    def _helo_hooks(self, arg: str, ok: Reply):
+        if not self.plugins.has("helo"):
+            return ok
+        d = self.hook("helo", arg)
+
+        def decided(result: Result) -> Reply:
+            if self.refusal(result) is not None:
+                self.session.helo = None   # a refused greeting is not remembered
+            return self._after_hook(result, ok)
+        return d.addCallback(decided)
 
     def ehlo_extensions(self) -> list[str]:
         """The EHLO keywords in upstream's order: AUTH first, STARTTLS before HELP."""
@@ -350,11 +410,12 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         s = self.session
         before = (s.transaction, s.env, s.conn_env, s.txn_settings)
         s.reset()   # a new MAIL starts from the connection's environment
-        try:
-            return self._mail(path)
-        except Exception:   # a refused MAIL leaves an earlier transaction as it was
+
+        def restore(failure: Failure) -> Failure:
+            # a refused MAIL leaves an earlier transaction as it was
             s.transaction, s.env, s.conn_env, s.txn_settings = before
-            raise
+            return failure
+        return defer.maybeDeferred(self._mail, path).addErrback(restore)
 
     def _mail(self, path) -> Reply:
         self.apply_envrules("from", path.address)
@@ -372,8 +433,17 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
                 raise SMTPError(552, reply.SIZE_EXCEEDED)
         if env.flag("FORCE_TLS") and not self.session.tls:
             raise SMTPError(530, reply.STARTTLS_FIRST)
-        self.session.transaction = Transaction(path.address, dict(path.params))
-        return Reply.of(250, reply.OK)
+        txn = Transaction(path.address, dict(path.params))
+        self.session.transaction = txn
+        ok = Reply.of(250, reply.OK)
+        if not self.plugins.has("mail"):
+            return ok
+
+        def decided(result: Result) -> Reply:
+            if result.verdict is Verdict.DISCARD:
+                txn.discard = True
+            return self._after_hook(result, ok)
+        return self.hook("mail", path.address).addCallback(decided)
 
     def smtp_RCPT(self, arg: str):
         txn = self.session.transaction
@@ -383,9 +453,30 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         if path is None:
             raise SMTPError(555, reply.SYNTAX_ADDRESS)
         self.apply_envrules("rcpt", path.address)
-        d = defer.maybeDeferred(self.policy.check_rcpt, self.session.env, txn.sender,
-                                path.address)
-        return d.addCallback(self._rcpt_limits, txn, path)
+        d = self.hook("rcpt", path.address)
+        d.addCallback(self._rcpt_verdict, txn, path)
+        d.addErrback(self._rcpt_refused)
+        return d
+
+    def _rcpt_verdict(self, result: Result, txn: Transaction, path):
+        """ACCEPT queues the (possibly rewritten) address, DISCARD answers
+        250 and drops it; a recipient nobody accepted is not relayed."""
+        error = self.refusal(result)
+        if error is not None:
+            raise error
+        if result.verdict is Verdict.DISCARD:
+            txn.notes["discarded"] = txn.notes.get("discarded", 0) + 1
+            return Reply.of(250, reply.OK)
+        if result.verdict is not Verdict.ACCEPT:
+            raise SMTPError(553, reply.NO_RELAY)
+        return self._rcpt_limits(result.address or path.address, txn, path)
+
+    def _rcpt_refused(self, failure: Failure) -> Failure:
+        """Count refused recipients for MAX_RCPT_ERRCOUNT-style plugins."""
+        if failure.check(SMTPError) and failure.value.reply.code >= 500:
+            notes = self.session.notes
+            notes["rcpt_errors"] = notes.get("rcpt_errors", 0) + 1
+        return failure
 
     def _rcpt_limits(self, address: str, txn: Transaction, path):
         """After the policy, as upstream: MAXRECIPIENTS, then the tarpit."""
@@ -458,14 +549,20 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         self._discard_input()
         self._close()
 
-    def smtp_DATA(self, arg: str) -> Reply:
+    def smtp_DATA(self, arg: str):
         if arg:
             raise SMTPError(501, reply.PARAM_SYNTAX)
         txn = self.session.transaction
         if txn is None:
             raise SMTPError(503, reply.MAIL_FIRST)
-        if not txn.recipients:
+        if not txn.recipients and not txn.notes.get("discarded"):
             raise SMTPError(503, reply.RCPT_FIRST)
+        if not self.plugins.has("data"):
+            return self._open_message()
+        return self.hook("data").addCallback(
+            lambda result: self._after_hook(result, None) or self._open_message())
+
+    def _open_message(self) -> Reply:
         try:
             message = self.sink.begin(self.session.env, invoked="network",
                                       remote_ip=self.session.remote_ip)
@@ -476,6 +573,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             raise SMTPError(451, reply.QUEUE_TEMP) from None
         self._message = message
         self._decoder = DataDecoder(self.settings.databytes, self.settings.allow_bare_lf)
+        self._headers = HeaderBlock()
         return Reply.of(354, reply.GO_AHEAD)
 
     def received_header(self) -> bytes:
@@ -504,6 +602,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         if decoder.overflow:   # free the disk now; the 552 comes at the end
             self._abort_message()
         elif chunk:
+            self._headers.feed(chunk)
             self._write(chunk)
         if end is not None:
             self._run(self._end_data)
@@ -526,26 +625,62 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         """Leave DATA mode without queueing."""
         self._abort_message()
         self._decoder = None
+        self._headers = None
 
     def _end_data(self):
-        decoder, message = self._decoder, self._message
-        self._decoder = self._message = None
+        decoder, message, headers = self._decoder, self._message, self._headers
+        self._decoder = self._message = self._headers = None
         txn = self.session.transaction
-        self.session.reset()
         self.session.messages += 1
+        txn.size = decoder.size
+        txn.headers = headers.fields() if headers is not None else []
         if decoder.hops >= self.settings.maxhops or decoder.overflow:
-            if message is not None:
+            self.session.reset()
+            return self._refuse_data(decoder, message, txn)
+        if not self.plugins.has("queue"):
+            self.session.reset()
+            return self._commit(txn, message, decoder.size)
+        d = self.hook("queue")
+
+        def decided(result: Result):
+            self.session.reset()
+            error = self.refusal(result)
+            if error is None and result.verdict is Verdict.DISCARD:
+                txn.discard = True
+            if error is not None:
                 self._message = message
                 self._abort_message()
-            if decoder.hops >= self.settings.maxhops:
-                raise SMTPError(554, reply.TOO_MANY_HOPS)
-            self.log.info("data size exceeded: MAIL from <{sender}> Size: {size}",
-                          sender=txn.sender, size=decoder.size)
-            raise SMTPError(552, reply.SIZE_EXCEEDED)
+                raise error
+            return self._commit(txn, message, decoder.size)
+
+        def failed(failure: Failure):
+            self.session.reset()
+            self._message = message
+            self._abort_message()
+            return failure
+        return d.addCallbacks(decided, failed)
+
+    def _commit(self, txn: Transaction, message, size: int):
+        """Queue the message, or drop it when plugins discarded it all."""
+        if txn.discard or not txn.recipients:
+            self._message = message
+            self._abort_message()
+            self.log.info("qmail-smtpd: pid {pid} {ip} discarded: MAIL from <{sender}>",
+                          pid=self.settings.pid, ip=self.session.remote_ip, sender=txn.sender)
+            return Reply.of(250, reply.QUEUED.format(when=int(self.clock.seconds()), msgid=0))
         d = defer.maybeDeferred(message.finish, txn.sender, list(txn.recipients))
-        size = decoder.size
         d.addCallbacks(lambda msgid: self._queued(txn, msgid, size), self._queue_failed)
         return d
+
+    def _refuse_data(self, decoder, message, txn: Transaction):
+        if message is not None:
+            self._message = message
+            self._abort_message()
+        if decoder.hops >= self.settings.maxhops:
+            raise SMTPError(554, reply.TOO_MANY_HOPS)
+        self.log.info("data size exceeded: MAIL from <{sender}> Size: {size}",
+                      sender=txn.sender, size=decoder.size)
+        raise SMTPError(552, reply.SIZE_EXCEEDED)
 
     def _queued(self, txn: Transaction, msgid: int, size: int) -> Reply:
         when = int(self.clock.seconds())
@@ -566,7 +701,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
                 size=size, tls=tls, msgid=msgid)
 
     def _local(self, rcpt: str) -> bool:
-        check = getattr(self.policy, "in_rcpthosts", None)
+        relay = self.plugins.find("rcpthosts")
+        check = getattr(relay, "in_rcpthosts", None)
         try:
             return bool(check(rcpt)) if check else False
         except Exception:

@@ -40,11 +40,14 @@ from indimail.config.envdir import read_envdir, service_environment
 from indimail.config.environment import Environment
 from indimail.config.home import Home
 from indimail.config.tcprules import TcpRulesFile
+from indimail.plugins.api import PluginSetup
+from indimail.plugins.chain import DEFAULT_TIMEOUT, PluginChain
+from indimail.plugins.loader import CONTROL as PLUGINS_CONTROL
+from indimail.plugins.loader import load_plugins
 from indimail.queue.enqueue import Enqueuer, QueueThreadPool
 
 from .authsetup import load_auth
 from .envrules import RulesFiles
-from .policy import RelayPolicy
 from .protocol import SMTPServerProtocol
 from .session import Session
 from .settings import load_settings
@@ -83,6 +86,19 @@ def tcp_environment(base: Mapping[str, str], peer, local,
     return env.apply(assignments)
 
 
+def build_plugin_chain(setup: PluginSetup, clock) -> PluginChain:
+    """Load the plugins for *setup* (``control/smtpplugins``, PLUGINn, entry
+    points, built-ins) into a chain with the ``PLUGIN_TIMEOUT`` timeout."""
+    control = setup.control
+    lines = control.lines(PLUGINS_CONTROL) if control.exists(PLUGINS_CONTROL) else None
+    plugins = load_plugins(setup, lines)
+    try:
+        timeout = float(setup.env.get("PLUGIN_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError:
+        timeout = DEFAULT_TIMEOUT
+    return PluginChain(plugins, clock, timeout)
+
+
 class SMTPFactory(ServerFactory):
     """Builds one :class:`SMTPServerProtocol` per accepted connection."""
 
@@ -90,7 +106,8 @@ class SMTPFactory(ServerFactory):
     noisy = False
 
     def __init__(self, *, control: ControlFiles, sink, env: Callable[[], Mapping[str, str]],
-                 rules, reactor, policy=None, pid: int | None = None, tls: bool = False,
+                 rules, reactor, plugins: Callable[[], PluginChain] | None = None,
+                 pid: int | None = None, tls: bool = False,
                  server_tls: Callable[[], ServerTLS | None] = lambda: None,
                  auth: Callable[[], object] = lambda: None):
         self.control = control
@@ -102,7 +119,10 @@ class SMTPFactory(ServerFactory):
         self.env = env                 # returns the current service environment
         self.rules = rules             # has match(ip) -> TcpRuleResult, or None
         self.reactor = reactor
-        self.policy = policy or RelayPolicy(control)
+        if plugins is None:
+            chain = build_plugin_chain(PluginSetup(control=control, reactor=reactor), reactor)
+            plugins = lambda: chain   # noqa: E731
+        self.plugins = plugins         # returns the current PluginChain
         self.pid = os.getpid() if pid is None else pid
         self.rules_files = RulesFiles(control, lambda e: load_settings(control, e, pid=self.pid))
         self.active = 0                      # open sessions (MAXDAEMONS)
@@ -162,7 +182,7 @@ class SMTPFactory(ServerFactory):
                               local_ip=lip, local_port=lport, tls=self.tls)
             return session, load_settings(self.control, env, pid=self.pid)
 
-        proto = self.protocol(setup, self.policy, self.sink, self.reactor,
+        proto = self.protocol(setup, self.plugins(), self.sink, self.reactor,
                               tls=self.tls_options_for(self.server_tls()), auth=self.auth(),
                               rules=self.rules_files)
         proto.on_lost = self._opened(ip)
@@ -198,6 +218,7 @@ class SMTPService(service.MultiService):
         self.server_tls: ServerTLS | None = None
         self.auths: dict[str, object] = {}
         self.reload_environment()
+        self.plugins = self.load_plugins()   # a broken plugin stops the start here
         self.auth_ready = self.reload_tls_and_auth()   # fires when AUTH is usable
         self._own_pool = None
         if sink is None:
@@ -228,6 +249,11 @@ class SMTPService(service.MultiService):
                                               smtpd.set(REQUIREAUTH="1")),
         }
 
+    def load_plugins(self) -> PluginChain:
+        setup = PluginSetup(control=self.control, home=self.home,
+                            env=self.environments["smtpd"], reactor=self.reactor)
+        return build_plugin_chain(setup, self.reactor)
+
     def reload_tls_and_auth(self):
         """Re-read ``certs/servercert.pem`` and the AUTH checkers (start, SIGHUP)."""
         self.server_tls = ServerTLS.from_file(self.home.certs / "servercert.pem")
@@ -247,6 +273,7 @@ class SMTPService(service.MultiService):
         checkers; open ones keep theirs.  Returns a Deferred for the checkers."""
         try:
             self.reload_environment()
+            self.plugins = self.load_plugins()
             loaded = self.reload_tls_and_auth()
         except Exception:
             log.failure("reload of the smtpd environment failed; keeping the old one")
@@ -263,6 +290,7 @@ class SMTPService(service.MultiService):
                 control=self.control, sink=self.sink,
                 env=lambda: self.environments[flavour], rules=self.rules,
                 reactor=self.reactor, tls=tls, server_tls=lambda: self.server_tls,
+                plugins=lambda: self.plugins,
                 auth=lambda: self.auths.get(flavour))
         return self.factories[key]
 

@@ -22,6 +22,10 @@ class Transaction:
     sender: str
     params: dict[str, str | None] = field(default_factory=dict)
     recipients: list[str] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)     # plugins' per-transaction state
+    discard: bool = False                         # a plugin blackholed the whole message
+    size: int = 0                                 # set when the data has arrived
+    headers: list[tuple[str, str]] = field(default_factory=list)   # ditto (first 64 KiB)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Session:
     authenticated: str | None = None
     transaction: Transaction | None = None
     messages: int = 0
+    notes: dict = field(default_factory=dict)  # plugins' per-connection state
     conn_env: Environment | None = None       # set aside while a transaction changed env
     txn_settings: object | None = None       # settings re-derived for the transaction
 

@@ -10,8 +10,9 @@ from twisted.internet.testing import StringTransport
 
 from indimail.config.control import ControlFiles
 from indimail.config.environment import Environment
-from indimail.smtp.policy import RelayPolicy
+from indimail.plugins.api import PluginSetup
 from indimail.smtp.protocol import SMTPServerProtocol
+from indimail.smtp.service import build_plugin_chain
 from indimail.smtp.session import Session
 from indimail.smtp.settings import SessionSettings
 from indimail.smtp.testing import FakeSink
@@ -40,7 +41,8 @@ class Harness:
         self.clock.advance(START)
         self.sink = sink or FakeSink()
         self.control = ControlFiles(control_dir(testcase, rcpthosts))
-        self.policy = RelayPolicy(self.control)
+        self.plugins = build_plugin_chain(PluginSetup(control=self.control, env=env or {}),
+                                          self.clock)
         values = dict(me="mx.example.com", greeting="mx.example.com",
                       local_host="mx.example.com", pid=4711)
         values.update(settings)
@@ -48,7 +50,7 @@ class Harness:
         self.env = Environment(env or {})
         self.transport = transport_class(peerAddress=IPv4Address("TCP", REMOTE_IP, 40000),
                                          hostAddress=IPv4Address("TCP", "192.0.2.1", 25))
-        self.proto = SMTPServerProtocol(self._setup, self.policy, self.sink, self.clock,
+        self.proto = SMTPServerProtocol(self._setup, self.plugins, self.sink, self.clock,
                                         tls=tls, auth=auth)
         self.proto.makeConnection(self.transport)
         self._read = 0

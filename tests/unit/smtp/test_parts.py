@@ -11,7 +11,7 @@ from indimail.config.control import ControlFiles
 from indimail.config.environment import Environment
 from indimail.smtp.address import domain_of, parse_path
 from indimail.smtp.data import DataDecoder
-from indimail.smtp.policy import RelayPolicy, domain_suffixes
+from indimail.policy.rcpthosts import RelayPolicy, domain_suffixes
 from indimail.smtp.received import safe, smtpd_received
 from indimail.smtp.reply import Reply, SMTPError
 from indimail.smtp.settings import databytes, load_settings

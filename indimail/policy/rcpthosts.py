@@ -1,7 +1,10 @@
-"""Relay control: which recipients this server takes mail for.
+"""The ``rcpthosts`` plugin: which recipients this server takes mail for.
 
-A recipient is accepted when the session has ``RELAYCLIENT`` (its value is
-appended to the address, qmail style), or when its domain is in
+It runs last among the rcpt hooks (``ORDER_RELAY``).  A recipient is
+accepted when the session has ``RELAYCLIENT`` (its value is appended to the
+address, qmail style), when an earlier plugin granted relaying for the
+connection or the transaction (``notes["relay"]``: relayclients,
+relaymailfrom, ...), or when its domain is in
 ``rcpthosts`` (an exact ``domain`` line, or a ``.domain`` line matching any
 sub-domain) or in ``morercpthosts.cdb``.  An address without ``@`` is
 accepted (qmail-send completes it with ``envnoathost``).
@@ -19,10 +22,10 @@ from typing import Mapping
 from twisted.logger import Logger
 
 from indimail.config.control import ControlFiles
-
-from . import reply
-from .address import domain_of
-from .reply import SMTPError
+from indimail.plugins.api import ORDER_RELAY, accept, deny
+from indimail.smtp import reply
+from indimail.smtp.address import domain_of
+from indimail.smtp.reply import SMTPError
 
 log = Logger()
 
@@ -39,8 +42,29 @@ def domain_suffixes(domain: str) -> list[str]:
 class RelayPolicy:
     """rcpthosts/morercpthosts/RELAYCLIENT over one control directory."""
 
+    name = "rcpthosts"
+    order = ORDER_RELAY
+
     def __init__(self, control: ControlFiles):
         self.control = control
+
+    @classmethod
+    def from_setup(cls, setup) -> "RelayPolicy":
+        return cls(setup.control)
+
+    def hook_rcpt(self, ctx, address: str):
+        """Accept local domains and relay clients; refuse the rest (553)."""
+        relayclient = ctx.env.get("RELAYCLIENT")
+        if relayclient is not None:
+            return accept(address=address + relayclient)
+        txn = ctx.transaction
+        if ctx.session.notes.get("relay") or (txn is not None and txn.notes.get("relay")):
+            return accept(address=address)
+        if self.in_rcpthosts(address):
+            return accept(address=address)
+        log.info("Invalid RELAY client: MAIL from <{sender}> RCPT <{rcpt}>",
+                 sender=txn.sender if txn is not None else "", rcpt=address)
+        return deny(reply.NO_RELAY, 553)
 
     def in_rcpthosts(self, address: str) -> bool:
         """Whether *address*'s domain is one we accept mail for."""
@@ -73,3 +97,6 @@ class RelayPolicy:
         log.info("Invalid RELAY client: MAIL from <{sender}> RCPT <{rcpt}>",
                  sender=sender, rcpt=address)
         raise SMTPError(553, reply.NO_RELAY)
+
+
+PLUGINS = {"rcpthosts": RelayPolicy.from_setup}
