@@ -217,3 +217,33 @@ class Tap(SynchronousTestCase):
         from twisted.plugins import indimail_smtpd
         self.assertEqual(indimail_smtpd.indimail_smtpd.tapname, "indimail-smtpd")
         self.assertEqual(indimail_smtpd.indimail_smtpd.module, "indimail.smtp.tap")
+
+
+class PluginWiring(SynchronousTestCase):
+    """The service builds its plugins from the variables and rebuilds them on SIGHUP."""
+
+    def service(self, smtpd_vars=None):
+        return SMTPService(make_home(self, smtpd_vars=smtpd_vars), reactor=MemoryReactorClock(),
+                           env={}, sink=FakeSink(), rules=FakeRules({}))
+
+    def test_reload_rebuilds_plugins(self):
+        """A PLUGIN0 written after start takes effect for sessions after reload()."""
+        svc = self.service(smtpd_vars={})
+        self.assertIsNone(svc.plugins.find("noreply"))
+        (svc.home.variables_for("smtpd") / "PLUGIN0").write_text(
+            "indimail.plugins.example:NoReply\n")
+        (svc.home.variables_for("smtpd") / "NOREPLY").write_text("noreply\n")
+        svc.reload()
+        proto, transport = connect(svc.factory())
+        proto.dataReceived(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<noreply@example.com>\r\n")
+        self.assertIn(b"553 sorry, noreply@example.com does not accept mail",
+                      transport.value())
+
+    def test_broken_plugin_keeps_old_set_on_reload(self):
+        """A PLUGIN0 that cannot load is reported and the old plugins stay."""
+        svc = self.service(smtpd_vars={})
+        before = svc.plugins
+        (svc.home.variables_for("smtpd") / "PLUGIN0").write_text("no_such_mod_q:Thing\n")
+        svc.reload()
+        self.assertIs(svc.plugins, before)
+        self.assertTrue(self.flushLoggedErrors())
