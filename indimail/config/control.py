@@ -46,9 +46,9 @@ class _Stamp:
     ctime_ns: int
 
 
-def _stamp(path: Path) -> _Stamp | None:
+def _stamp(path: Path | str) -> _Stamp | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         return None
     return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -59,6 +59,7 @@ class _Cached:
 
     def __init__(self, path: Path, parse: Callable[[Path], object]):
         self.path = path
+        self._name = os.fspath(path)   # os.stat on a str: no pathlib work per lookup
         self.parse = parse
         self.stamp: _Stamp | None = None
         self.value: object = None
@@ -67,7 +68,7 @@ class _Cached:
 
     def get(self) -> object:
         with self.lock:
-            stamp = _stamp(self.path)
+            stamp = _stamp(self._name)
             if not self.loaded or stamp != self.stamp:
                 self.value = self.parse(self.path) if stamp is not None else None
                 self.stamp = stamp
