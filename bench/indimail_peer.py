@@ -18,6 +18,7 @@ from peer import ManagedPeer
 from ready import wait_for_banner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RELAY_RECIPIENT = "bob@remote.example"   # not a local domain: relayed to the sink
 
 
 class IndimailError(RuntimeError):
@@ -51,7 +52,7 @@ class IndimailPeer(ManagedPeer):
     name = "indimail"
 
     def __init__(self, root: Path, port: int, *, domain: str = "example.com",
-                 user: str = "alice", syncdir: bool = True,
+                 user: str = "alice", syncdir: bool = True, relay_port: int | None = None,
                  twistd: Path | None = None, indimail: Path | None = None,
                  start_timeout: float = 60.0):
         self.root = Path(root)
@@ -60,6 +61,7 @@ class IndimailPeer(ManagedPeer):
         self.domain = domain
         self.user = user
         self.variables = fsync_variables(syncdir)
+        self.relay_port = relay_port   # relay mode: smtproutes to a sink, remote recipient
         self.twistd = twistd or venv_tool("twistd")
         self.indimail = indimail or venv_tool("indimail")
         self.start_timeout = start_timeout
@@ -76,6 +78,8 @@ class IndimailPeer(ManagedPeer):
 
     @property
     def recipient(self) -> str:
+        if self.relay_port is not None:
+            return RELAY_RECIPIENT
         return f"{self.user}@{self.domain}"
 
     def log_tail(self, lines: int = 30) -> str:
@@ -117,6 +121,9 @@ class IndimailPeer(ManagedPeer):
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         (self.domain_dir / f".qmail-{self.user}").write_text(
             f"./{self.user}/Maildir/\n")
+        if self.relay_port is not None:
+            (self.home / "control" / "smtproutes").write_text(
+                f":127.0.0.1:{self.relay_port}\n")
         for service in ("smtpd", "send"):
             vardir = self.home / "variables" / service
             vardir.mkdir(parents=True, exist_ok=True)

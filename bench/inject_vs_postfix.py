@@ -26,6 +26,7 @@ from indimail_peer import preflight as indimail_preflight  # noqa: E402
 from load import SMTP_SOURCE, Load, RoundResult, run_round  # noqa: E402
 from postfix_peer import PostfixError, PostfixPeer, preflight  # noqa: E402
 from ready import free_port  # noqa: E402
+from sink import SinkPeer  # noqa: E402
 from report import render_rounds, render_table, summarise, to_json  # noqa: E402
 
 SYSTEMS = ("indimail", "postfix")
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions")
     p.add_argument("--size", type=int, default=2048, help="payload bytes per message")
     p.add_argument("--only", choices=SYSTEMS, help="run one system only")
+    p.add_argument("--relay", action="store_true",
+                   help="relay every message to Postfix's smtp-sink through a route "
+                        "(smtproutes / relayhost) instead of delivering to a Maildir")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--timeout", type=float, default=900.0,
                    help="give up on a round after this many seconds")
@@ -56,11 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_peer(system: str, root: Path, args: argparse.Namespace):
+def make_peer(system: str, root: Path, args: argparse.Namespace,
+              relay_port: int | None = None):
     port = free_port()
     if system == "postfix":
-        return PostfixPeer(root, port)
-    return IndimailPeer(root, port, syncdir=args.syncdir)
+        return PostfixPeer(root, port, relay_port=relay_port)
+    return IndimailPeer(root, port, syncdir=args.syncdir, relay_port=relay_port)
 
 
 def one_round(system: str, round_no: int, args: argparse.Namespace,
@@ -68,11 +73,15 @@ def one_round(system: str, round_no: int, args: argparse.Namespace,
     """Fresh server, one measured load, server stopped and its files removed."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{system}-{round_no}-",
                                  dir=args.workdir))
-    peer = make_peer(system, root, args)
+    sink = SinkPeer(root, free_port()) if args.relay else None
+    peer = make_peer(system, root, args, sink.port if sink else None)
     try:
+        if sink is not None:
+            sink.start()
         with peer:
+            target = sink.dump_dir if sink is not None else peer.maildir_new
             result = run_round(system, round_no, peer.port, peer.recipient,
-                               peer.maildir_new, load, timeout=args.timeout,
+                               target, load, timeout=args.timeout,
                                stall=args.stall)
             if result.error:
                 tail = peer.log_tail(10)
@@ -83,6 +92,8 @@ def one_round(system: str, round_no: int, args: argparse.Namespace,
         return RoundResult(system, round_no, load.messages, 0, 0, None, None,
                            f"server failed: {exc}")
     finally:
+        if sink is not None:
+            sink.stop()
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
         else:
@@ -131,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     ours, theirs = summarise("indimail", results), summarise("postfix", results)
     params = {"messages": load.messages, "sessions": load.sessions,
               "size": load.size, "rounds": args.rounds, "postfix": version,
-              "use_fsync": True, "use_syncdir": args.syncdir}
+              "use_fsync": True, "use_syncdir": args.syncdir,
+              "mode": "relay to smtp-sink" if args.relay else "Maildir"}
     if args.json:
         print(to_json(ours, theirs, results, params))
     else:
         header = (f"{load.messages} messages x {load.size} bytes, {load.sessions} "
-                  f"sessions, medians of {args.rounds} round(s)")
+                  f"sessions, medians of {args.rounds} round(s)"
+                  + (", relayed to smtp-sink" if args.relay else ""))
         print(render_table(ours, theirs, header))
     return 0 if all(r.error is None for r in results) else 1
 

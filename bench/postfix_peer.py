@@ -96,9 +96,12 @@ class PostfixLayout:
         return f"{self.user}@{self.domain}"
 
 
-def render_main_cf(layout: PostfixLayout, uid: int, gid: int) -> str:
-    """main.cf for a loopback-only instance delivering one virtual Maildir."""
-    return f"""\
+def render_main_cf(layout: PostfixLayout, uid: int, gid: int,
+                   relay_port: int | None = None) -> str:
+    """main.cf for a loopback-only instance delivering one virtual Maildir
+    (and, with *relay_port*, relaying everything else to 127.0.0.1:port)."""
+    relay = f"relayhost = [127.0.0.1]:{relay_port}\n" if relay_port else ""
+    return relay + f"""\
 compatibility_level = 3.6
 queue_directory = {layout.spool}
 data_directory = {layout.data}
@@ -169,9 +172,10 @@ class PostfixPeer(ManagedPeer):
     name = "postfix"
 
     def __init__(self, root: Path, port: int, *, domain: str = "example.com",
-                 user: str = "alice"):
+                 user: str = "alice", relay_port: int | None = None):
         self.layout = PostfixLayout(Path(root), domain, user)
         self.port = port
+        self.relay_port = relay_port
         self._started = False
 
     @property
@@ -180,6 +184,8 @@ class PostfixPeer(ManagedPeer):
 
     @property
     def recipient(self) -> str:
+        if self.relay_port is not None:
+            return "bob@remote.example"
         return self.layout.recipient
 
     def log_tail(self, lines: int = 20) -> str:
@@ -201,7 +207,7 @@ class PostfixPeer(ManagedPeer):
         os.chown(lay.data, postfix_uid, -1)
         os.chown(lay.mail, uid, gid)
         lay.vmailbox.write_text(f"{lay.recipient} {lay.user}/Maildir/\n")
-        (lay.config / "main.cf").write_text(render_main_cf(lay, uid, gid))
+        (lay.config / "main.cf").write_text(render_main_cf(lay, uid, gid, self.relay_port))
         (lay.config / "master.cf").write_text(render_master_cf(self.port))
 
     def _postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from indimail_peer import IndimailPeer, fsync_variables  # noqa: E402
+from indimail_peer import RELAY_RECIPIENT, IndimailPeer, fsync_variables  # noqa: E402
+from latency import percentile  # noqa: E402
 from load import Load, RoundResult, check_sample, parse_counter, run_round  # noqa: E402
 from postfix_peer import PostfixLayout, render_main_cf, render_master_cf  # noqa: E402
 from report import ratio, render_table, summarise, to_json  # noqa: E402
@@ -79,6 +80,12 @@ class PostfixConfigTests(SynchronousTestCase):
         self.assertIn("inet_interfaces = 127.0.0.1\n", text)
         self.assertEqual(lay.maildir_new, Path("/tmp/x/mail/alice/Maildir/new"))
 
+    def test_relay_mode_sends_everything_to_the_sink(self):
+        """In relay mode Postfix relays to the sink and the recipient is remote."""
+        lay = PostfixLayout(Path("/tmp/x"))
+        self.assertIn("relayhost = [127.0.0.1]:10026\n", render_main_cf(lay, 1, 1, 10026))
+        self.assertNotIn("relayhost", render_main_cf(lay, 1, 1))
+
     def test_master_cf_listens_on_the_given_port_without_chroot(self):
         """master.cf starts with an unchrooted smtpd on 127.0.0.1:PORT."""
         text = render_master_cf(10025)
@@ -96,6 +103,25 @@ class IndimailPeerTests(SynchronousTestCase):
             "--submission", "none", "--smtps", "none"])
         self.assertEqual(peer.maildir_new,
                          Path("/tmp/r/home/domains/example.com/alice/Maildir/new"))
+
+    def test_relay_mode_routes_to_the_sink(self):
+        """In relay mode indimail gets a default smtproutes line to the sink and
+        the load goes to a remote recipient."""
+        root = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, root, True)
+        peer = IndimailPeer(root, 40025, relay_port=40026, indimail=Path("/bin/true"),
+                            twistd=Path("/bin/true"))
+        self.assertEqual(peer.recipient, RELAY_RECIPIENT)
+        peer.indimail = Path(sys.executable).parent / "indimail"
+        peer.prepare()
+        self.assertEqual((peer.home / "control" / "smtproutes").read_text(),
+                             ":127.0.0.1:40026\n")
+
+    def test_percentile_is_nearest_rank(self):
+        """p50/p99 of the latency bench are nearest-rank percentiles."""
+        values = [float(v) for v in range(1, 101)]
+        self.assertEqual((percentile(values, 50), percentile(values, 99)), (50.0, 99.0))
+        self.assertEqual(percentile([3.0], 99), 3.0)
 
     def test_fsync_is_on(self):
         """Queueing is durable like Postfix's: USE_FSYNC on; USE_SYNCDIR on unless
