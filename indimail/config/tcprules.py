@@ -313,6 +313,9 @@ class TcpRules:
         return TcpRuleResult(True, [], None)
 
 
+ANSWER_CACHE = 4096   # remembered per-IP answers before the cache starts over
+
+
 class TcpRulesFile:
     """``TcpRules.load`` kept fresh: reloaded when the text or cdb changes,
     for a listener that consults the rules at every connection."""
@@ -322,13 +325,23 @@ class TcpRulesFile:
         self._cdb = self.path.with_name(self.path.name + ".cdb")
         self._stamps: object = None
         self._rules: TcpRules | None = None
+        self._answers: dict[str, TcpRuleResult] = {}   # per IP, for the current rules
 
     def rules(self) -> TcpRules:
         stamps = (_stamp(self._cdb), _stamp(self.path))
         if self._rules is None or stamps != self._stamps:
             self._rules = TcpRules.load(self.path)
             self._stamps = stamps
+            self._answers = {}
         return self._rules
 
     def match(self, ip: str) -> TcpRuleResult:
-        return self.rules().match(ip)
+        """The rule for *ip*; answers are remembered until the rules change
+        (a busy client's every connection would otherwise redo the search)."""
+        rules = self.rules()
+        answer = self._answers.get(ip)
+        if answer is None:
+            if len(self._answers) >= ANSWER_CACHE:
+                self._answers.clear()
+            answer = self._answers[ip] = rules.match(ip)
+        return answer

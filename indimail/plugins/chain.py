@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .api import CONTINUE, HOOKS, Result, Verdict, denysoft
 
@@ -38,38 +41,91 @@ class PluginChain:
         return bool(self._by_hook[hook])
 
     def run(self, hook: str, ctx, *args) -> defer.Deferred:
-        """Fire with the first final :class:`Result`, else CONTINUE."""
-        return defer.ensureDeferred(self._run(hook, ctx, args))
+        """Fire with the first final :class:`Result`, else CONTINUE.
 
-    async def _run(self, hook: str, ctx, args) -> Result:
-        for plugin in self._by_hook[hook]:
-            result = await self._call(plugin, hook, ctx, args)
+        Hooks that answer at once are called in a plain loop (no timer, no
+        coroutine): only a hook that returns a Deferred costs a timeout."""
+        plugins = self._by_hook[hook]
+        for index, plugin in enumerate(plugins):
+            try:
+                result = getattr(plugin, "hook_" + hook)(ctx, *args)
+            except Exception:
+                log.failure("plugin {name}: {hook} hook failed", name=_name(plugin), hook=hook)
+                return defer.succeed(denysoft(FAILURE_TEXT))
+            if inspect.iscoroutine(result):      # an ``async def`` hook
+                result = defer.ensureDeferred(result)
+            if isinstance(result, defer.Deferred):
+                result = _settled(result)
+            if isinstance(result, defer.Deferred):
+                d = self._wait(plugin, hook, result)
+                return d.addCallback(self._then, hook, ctx, args, index)
+            if isinstance(result, Failure):
+                log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
+                            hook=hook)
+                return defer.succeed(denysoft(FAILURE_TEXT))
+            result = _checked(plugin, hook, result)
             if result.final:
-                ctx.log.debug("plugin {name} {hook}: {verdict}", name=_name(plugin),
-                              hook=hook, verdict=result.verdict.value)
-                return result
-        return CONTINUE
+                return defer.succeed(_decided(ctx, plugin, hook, result))
+        return defer.succeed(CONTINUE)
 
-    async def _call(self, plugin, hook: str, ctx, args) -> Result:
-        d = defer.maybeDeferred(getattr(plugin, "hook_" + hook), ctx, *args)
+    def _then(self, result: Result, hook: str, ctx, args, index: int):
+        """Continue the loop after a hook that answered later."""
+        plugins = self._by_hook[hook]
+        if result.final:
+            return _decided(ctx, plugins[index], hook, result)
+        rest = PluginChain.__new__(PluginChain)
+        rest.clock, rest.timeout = self.clock, self.timeout
+        rest._by_hook = {hook: plugins[index + 1:]}
+        return rest.run(hook, ctx, *args)
+
+    def _wait(self, plugin, hook: str, d: defer.Deferred) -> defer.Deferred:
         timeout = getattr(plugin, "timeout", None) or self.timeout
         d.addTimeout(timeout, self.clock)
-        try:
-            result = await d
-        except defer.TimeoutError:
-            log.warn("plugin {name}: {hook} hook timed out after {t}s", name=_name(plugin),
-                     hook=hook, t=timeout)
-            return denysoft(TIMEOUT_TEXT)
-        except Exception:
-            log.failure("plugin {name}: {hook} hook failed", name=_name(plugin), hook=hook)
+
+        def failed(failure):
+            if failure.check(defer.TimeoutError):
+                log.warn("plugin {name}: {hook} hook timed out after {t}s",
+                         name=_name(plugin), hook=hook, t=timeout)
+                return denysoft(TIMEOUT_TEXT)
+            log.failure("plugin {name}: {hook} hook failed", failure, name=_name(plugin),
+                        hook=hook)
             return denysoft(FAILURE_TEXT)
-        if result is None:
-            return CONTINUE
-        if not isinstance(result, Result):
-            log.error("plugin {name}: {hook} hook returned {r!r}, not a Result",
-                      name=_name(plugin), hook=hook, r=result)
-            return denysoft(FAILURE_TEXT)
-        return result
+        return d.addCallbacks(lambda r: _checked(plugin, hook, r), failed)
+
+
+def _settled(d: defer.Deferred):
+    """What *d* fired with (a Failure for an error) when it already has;
+    otherwise a new Deferred that fires with it (cancelling it cancels *d*)."""
+    box: list = []
+    d.addBoth(box.append)
+    if box:
+        return box[0]
+    later = defer.Deferred(lambda _: d.cancel())
+
+    def forward(_):
+        result = box[0]
+        if isinstance(result, Failure):
+            later.errback(result)
+        else:
+            later.callback(result)
+    d.addBoth(forward)
+    return later
+
+
+def _checked(plugin, hook: str, result) -> Result:
+    if result is None:
+        return CONTINUE
+    if not isinstance(result, Result):
+        log.error("plugin {name}: {hook} hook returned {r!r}, not a Result",
+                  name=_name(plugin), hook=hook, r=result)
+        return denysoft(FAILURE_TEXT)
+    return result
+
+
+def _decided(ctx, plugin, hook: str, result: Result) -> Result:
+    ctx.log.debug("plugin {name} {hook}: {verdict}", name=_name(plugin), hook=hook,
+                  verdict=result.verdict.value)
+    return result
 
 
 def _name(plugin) -> str:

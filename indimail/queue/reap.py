@@ -18,7 +18,8 @@ from indimail.queue.layout import QueueDir
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process *pid* exists (one we may not signal counts too)."""
+    """Whether a process *pid* exists and runs (one we may not signal counts
+    too; a zombie, which will never write again, does not)."""
     if pid <= 0:
         return False
     if pid == os.getpid():
@@ -29,7 +30,19 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not is_zombie(pid)
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether *pid* has ended but not been reaped (Linux ``/proc``; False
+    where that cannot be told)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ")" (comm may hold one)
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
 
 
 def writer_pid(name: str) -> int | None:

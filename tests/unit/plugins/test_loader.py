@@ -91,3 +91,50 @@ class LoaderTests(SynchronousTestCase):
         self.addCleanup(sys.path.remove, site)
         chain = PluginChain(load_plugins(_setup(self)), Clock())
         self.assertEqual(chain.names("rcpt")[0], "first")
+
+
+class AsyncHookTests(SynchronousTestCase):
+    """``async def`` hooks and hooks returning Deferreds."""
+
+    def test_async_def_hook_that_answers_at_once(self):
+        """An async hook that never waits decides without a timer."""
+        class Plugin:
+            name, order = "a", 1
+
+            async def hook_rcpt(self, ctx, rcpt):
+                from indimail.plugins.api import deny
+                return deny("no", 550)
+        clock = Clock()
+        chain = PluginChain([Plugin()], clock)
+        result = self.successResultOf(chain.run("rcpt", _ctx(), "x@example.com"))
+        self.assertEqual((result.verdict, clock.getDelayedCalls()), (Verdict.DENY, []))
+
+    def test_waiting_hook_then_next_plugin(self):
+        """A hook answering later with CONTINUE hands over to the next plugin."""
+        from twisted.internet import defer
+        pending = defer.Deferred()
+
+        class Slow:
+            name, order = "slow", 1
+
+            def hook_rcpt(self, ctx, rcpt):
+                return pending
+        chain = PluginChain([Slow(), helpers.Second(None)], Clock())
+        d = chain.run("rcpt", _ctx(), "x@example.com")
+        self.assertNoResult(d)
+        pending.callback(None)
+        self.assertEqual(self.successResultOf(d).text, "second says no")
+
+    def test_failed_deferred_is_451(self):
+        """A hook whose Deferred fails is logged and answered DENYSOFT."""
+        from twisted.internet import defer
+
+        class Broken:
+            name, order = "broken", 1
+
+            def hook_rcpt(self, ctx, rcpt):
+                return defer.fail(ValueError("boom"))
+        result = self.successResultOf(PluginChain([Broken()], Clock()).run(
+            "rcpt", _ctx(), "x@example.com"))
+        self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

@@ -1,0 +1,105 @@
+"""One SMTP worker process: ``python -m indimail.smtp.worker``.
+
+Started by :class:`~indimail.smtp.workers.WorkerPool` with inherited
+listening sockets (``--listen FD:FLAVOUR:TLS:DESCRIPTION``); it accepts on
+them with the same :class:`~indimail.smtp.service.SMTPService` a single
+process runs, logs to stdout for the main process to relay, and ends when
+the main process does (``PR_SET_PDEATHSIG``, and a parent check as a
+fallback) so that no orphan keeps accepting after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
+                            formatEvent, globalLogBeginner)
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM us when the main process goes (even on kill -9)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def parse_listen(value: str) -> tuple[int, str, bool, str]:
+    fd, flavour, tls, description = value.split(":", 3)
+    return int(fd), flavour, tls == "1", description
+
+
+def _observer(event) -> None:
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        text += "\n" + failure.getTraceback()
+    system = event.get("log_system") or event.get("log_namespace", "-")
+    sys.stdout.write(f"[{system}] {text}\n")
+    sys.stdout.flush()
+
+
+def tls_factory(reactor, description: str, factory):
+    """Wrap *factory* in the TLS of an ``ssl:`` endpoint string (SMTPS)."""
+    from twisted.internet import endpoints
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+    endpoint = endpoints.serverFromString(reactor, description)
+    context = endpoint._sslContextFactory   # the certificate the endpoint string names
+    return TLSMemoryBIOFactory(context, False, factory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="indimail-smtpd-worker")
+    p.add_argument("--home", required=True)
+    p.add_argument("--listen", action="append", default=[], type=parse_listen)
+    args = p.parse_args(argv)
+    early_hup: list[int] = []   # a SIGHUP before the service is up must not kill us
+    signal.signal(signal.SIGHUP, lambda signum, frame: early_hup.append(signum))
+    die_with_parent()
+    parent = os.getppid()
+    observer = FilteringLogObserver(_observer, [LogLevelFilterPredicate(LogLevel.info)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+    from twisted.internet import reactor, task
+
+    from indimail.config.home import Home
+    from indimail.smtp.service import SMTPService
+    from indimail.smtp.workers import family_of
+
+    svc = SMTPService(Home.from_env(args.home), reactor=reactor, env=os.environ)
+    ports = []
+    for fd, flavour, tls, description in args.listen:
+        factory = svc.factory(flavour, tls)
+        if tls:
+            factory = tls_factory(reactor, description, factory)
+        ports.append(reactor.adoptStreamPort(fd, family_of(fd), factory))
+        os.close(fd)   # the port holds its own duplicate
+
+    def orphaned() -> None:
+        if os.getppid() != parent:
+            reactor.stop()
+    task.LoopingCall(orphaned).start(1.0, now=False)
+
+    def stop():
+        for port in ports:
+            port.stopListening()
+        return svc.stopService()
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    def start():
+        svc.startService()
+        if early_hup:
+            svc.reload()
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
