@@ -11,6 +11,8 @@ within a hook) and one or more ``hook_<stage>`` methods::
     hook_queue(ctx)                the whole message has arrived, before it is
                                    committed to the queue (``ctx.transaction``
                                    has ``size`` and ``headers``)
+    hook_oversize(ctx)             the message exceeded DATABYTES: it is refused
+                                   (552) whatever the verdict; for notices
 
 A hook returns a :class:`Result`, ``None`` (= CONTINUE) or a Deferred of
 either.  Within one hook, plugins run in ``order`` until one returns a
@@ -34,7 +36,7 @@ from typing import Any, Mapping
 
 from indimail.smtp.reply import Reply
 
-HOOKS = ("connect", "helo", "mail", "rcpt", "data", "queue")
+HOOKS = ("connect", "helo", "mail", "rcpt", "data", "queue", "oversize")
 
 # Conventional ``order`` bands, so that third-party plugins can place
 # themselves between the built-in ones.

@@ -218,8 +218,6 @@ class SMTPService(service.MultiService):
         self.server_tls: ServerTLS | None = None
         self.auths: dict[str, object] = {}
         self.reload_environment()
-        self.plugins = self.load_plugins()   # a broken plugin stops the start here
-        self.auth_ready = self.reload_tls_and_auth()   # fires when AUTH is usable
         self._own_pool = None
         if sink is None:
             if threadpool is None:   # ours: started and stopped with the service
@@ -227,6 +225,8 @@ class SMTPService(service.MultiService):
             sink = Enqueuer(home, self.environments["smtpd"], reactor=reactor,
                             threadpool=threadpool)
         self.sink = sink
+        self.plugins = self.load_plugins()   # a broken plugin stops the start here
+        self.auth_ready = self.reload_tls_and_auth()   # fires when AUTH is usable
         if rules is None:
             rules = TcpRulesFile(home.tcp / "tcp.smtp")
         self.rules = rules
@@ -251,7 +251,8 @@ class SMTPService(service.MultiService):
 
     def load_plugins(self) -> PluginChain:
         setup = PluginSetup(control=self.control, home=self.home,
-                            env=self.environments["smtpd"], reactor=self.reactor)
+                            env=self.environments["smtpd"], reactor=self.reactor,
+                            options={"sink": self.sink})
         return build_plugin_chain(setup, self.reactor)
 
     def reload_tls_and_auth(self):
