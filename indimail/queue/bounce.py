@@ -143,17 +143,31 @@ def bounce_envelope(sender: str, config: BounceConfig) -> tuple[str, str] | None
     return "", sender
 
 
+def bounced_address(bounce_text: bytes) -> str | None:
+    """The first failed recipient of a bounce file, ``<addr>`` as upstream
+    keeps it for the ``X-Bounced-Address`` header (None when there is none)."""
+    text = bounce_text.decode("utf-8", "surrogateescape")
+    head, sep, _rest = text.partition(":")
+    if not sep or not head.startswith("<") or not head.endswith(">") or "\n" in head:
+        return None
+    return head
+
+
 def build_bounce(*, sender: str, msgid: int, birth: float, bounce_text: bytes,
                  message: bytes, message_size: int, config: BounceConfig,
-                 now: float) -> bytes:
+                 now: float, bounced: str | None = None) -> bytes:
     """The bounce message, MIME form, byte for byte as injectbounce().
 
     *message* is at most ``bouncemaxbytes`` of the original; *message_size*
     its full size (a message of that size or more is marked stripped).
+    *bounced* (``<addr>``, see :func:`bounced_address`) adds the
+    ``X-Bounced-Address`` header after ``Date``, as indimail-mta does.
     """
     recipient = sender if sender else config.doublebounceto
     boundary = f"{int(birth)}{config.bouncehost}{msgid}"
+    xbounced = f"X-Bounced-Address: {bounced}\n" if bounced else ""
     head = (f"Date: {date822(now)}\n"
+            f"{xbounced}"
             f"From: {quote_local(config.bouncefrom)}@{config.bouncehost}\n"
             f"To: {quote_address(recipient)}\n"
             f"MIME-Version: 1.0\n"

@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 
 from indimail.queue.bounce import (BounceConfig, bounce_envelope, bounce_record,
-                                   bounce_sender, build_bounce, inject_bounce,
-                                   read_bounce_parts, strip_vdom_prepend)
+                                   bounce_sender, bounced_address, build_bounce,
+                                   inject_bounce, read_bounce_parts, strip_vdom_prepend)
 from indimail.queue.cleanup import cleanup_queue
 from indimail.queue.envelope import EnvelopeError, Info
 from indimail.queue.layout import QueueDir
@@ -34,8 +34,9 @@ from indimail.send import logline
 from indimail.send.disk import (append_bounce, close_channel, done_state, mark_done,
                                 read_pass, remove_message, set_due, startup_state, unlink)
 from indimail.send.config import SendConfig
-from indimail.send.hooks import (DISCARD, SEND, BounceArgs, run_bounce_processor,
-                                 split_bounce_text)
+from indimail.send.hooks import (DISCARD, SEND, BounceArgs, queue_with_program,
+                                 run_bounce_processor, split_bounce_text)
+from indimail.send.ratelimit import make_limiter
 from indimail.send.trigger import TriggerWatcher
 
 SLEEP_SYSFAIL = 123      # qmail-send's retry delay after a system failure
@@ -67,7 +68,8 @@ class QueueEngine(service.Service):
                  blocking: Callable[..., defer.Deferred] | None = None,
                  label: str | None = None, watch_trigger: bool = True,
                  todo_interval: float = TODO_INTERVAL,
-                 cleanup_interval: float = CLEANUP_INTERVAL, run_process=None):
+                 cleanup_interval: float = CLEANUP_INTERVAL, run_process=None,
+                 redis_factory=None, queue_program=None):
         if reactor is None:
             from twisted.internet import reactor as global_reactor
             reactor = global_reactor
@@ -99,6 +101,23 @@ class QueueEngine(service.Service):
         self._ready_waiters: list[defer.Deferred] = []
         self._ready = False
         self._run_process = run_process or run_bounce_processor
+        self._queue_program = queue_program or queue_with_program
+        # rate control (delivery_rate()): a limiter when RATELIMIT_DIR is not
+        # set empty; it acts once its directory is seen (start, periodic scan)
+        self._redis_factory = redis_factory
+        self._limiter = make_limiter(queue.path, self.config.env, blocking=self._blocking,
+                                     redis_factory=redis_factory)
+        self._rate_active = False
+        self._delayed: set[tuple[int, str]] = set()
+        # called with (engine, failure) when the engine can no longer work
+        # (a periodic scan died): the parent replaces it, as qscheduler
+        # restarts a qmail-send that exited
+        self.on_crash: Callable | None = None
+
+    @property
+    def queuedesc(self) -> str:
+        """The queue's name as upstream logs it (``queuedesc``)."""
+        return self.label or self.queue.name
 
     def when_ready(self) -> defer.Deferred:
         """Fires once the start-up scan has scheduled every queued message
@@ -147,7 +166,7 @@ class QueueEngine(service.Service):
 
     def _status(self) -> None:
         self._emit(logline.status(self._used, dict(self.config.concurrency), self.label,
-                                  self._stopping))
+                                  self._stopping, len(self._delayed)))
 
     # -- service ----------------------------------------------------------
 
@@ -158,6 +177,19 @@ class QueueEngine(service.Service):
         self._status()
         self._track(self._blocking(self._cleanup_now, True), "start-up cleanup")
         self._track(self._startup(), "start-up scan", self._restart_later)
+
+    def _crashed(self, failure) -> None:
+        """A periodic task died: without it the queue would stall, so the
+        engine reports itself dead (the parent starts a fresh one)."""
+        self.log.failure("{queue}: periodic task failed", failure, queue=self.queue.name)
+        if self.on_crash is not None and not self._stopping:
+            self.on_crash(self, failure)
+
+    def load(self) -> float:
+        """Deliveries in progress as a percentage of the concurrency limits
+        (qscheduler's queue load)."""
+        limits = sum(self.config.concurrency.values())
+        return 100.0 * sum(self._used.values()) / limits if limits else 0.0
 
     def _restart_later(self) -> None:
         """The start-up scan failed (e.g. ``info/`` unreadable): run it again."""
@@ -172,6 +204,7 @@ class QueueEngine(service.Service):
     async def _startup(self) -> None:
         """pqstart, then todo: schedule every message found in ``info/``, open
         the trigger, scan ``todo/``, start the periodic scans."""
+        await self._refresh_rate()
         ids = await self._blocking(list_ids, self.queue, "info")
         for msgid in ids:
             if self._stopping:
@@ -192,8 +225,7 @@ class QueueEngine(service.Service):
                                (self._cleanup_interval, self._cleanup_tick)):
             loop = task.LoopingCall(call)
             loop.clock = self.reactor
-            loop.start(interval, now=False).addErrback(
-                lambda f: self.log.failure("periodic task failed", f))
+            loop.start(interval, now=False).addErrback(self._crashed)
             self._loops.append(loop)
         self._set_ready()
 
@@ -213,10 +245,17 @@ class QueueEngine(service.Service):
                 call.cancel()
         self._timers.clear()
         self._held.clear()
+        self._delayed.clear()
         self._set_ready()
         d = defer.DeferredList(list(self._inflight))
         d.addCallback(lambda _: service.Service.stopService(self))
+        d.addCallback(lambda _: self._limiter and self._limiter.close())
         return d
+
+    async def _refresh_rate(self) -> None:
+        """Is there a rate directory (drate may create one any time)?"""
+        limiter = self._limiter
+        self._rate_active = bool(limiter) and await self._blocking(limiter.active)
 
     def reload(self) -> None:
         """SIGHUP: read the control files again; resize the concurrency limits.
@@ -227,6 +266,12 @@ class QueueEngine(service.Service):
         except Exception:
             self.log.failure("{queue}: unable to reread controls", queue=self.queue.name)
             return
+        if self._limiter is not None:
+            self._limiter.close()
+        self._limiter = make_limiter(self.queue.path, self.config.env, blocking=self._blocking,
+                                     redis_factory=self._redis_factory)
+        self._rate_active = False
+        self._track(self._refresh_rate(), "rate control check")
         old_hold = dict(old.hold)
         for channel in CHANNELS:
             if self._sems[channel].limit != self.config.concurrency[channel]:
@@ -260,6 +305,8 @@ class QueueEngine(service.Service):
         """The periodic scan; also reopens a trigger FIFO that could not be opened."""
         if self._trigger is not None and not self._trigger.watching:
             self._trigger.start()
+        if self._limiter is not None and not self._stopping:
+            self._track(self._refresh_rate(), "rate control check")
         self.kick()
 
     def _cleanup_now(self, dead_writers: bool = False) -> list[str]:
@@ -367,6 +414,7 @@ class QueueEngine(service.Service):
         if self.config.hold.get(channel, False):
             self._held.add(key)
             return
+        self._delayed.discard(key)
         self._running.add(key)
         d = self._track(self._pass(msgid, channel), f"delivery pass of msg {msgid}",
                         self._later(msgid, channel))
@@ -390,13 +438,30 @@ class QueueEngine(service.Service):
         dying = is_dying(work.birth, now, lifetime)
         sem = self._sems[channel]
         pending = [r for r in work.records if not r.done]
-        outcomes = await defer.DeferredList(
-            [sem.run(self._deliver_deferred, msgid, channel, record, work.info, dying)
-             for record in pending], consumeErrors=True)
+        starts, wait = [], None
+        for record in pending:
+            if self._rate_active and not self._stopping:
+                wait = await self._rate_wait(msgid, channel, record.address)
+                if wait is not None:
+                    wait += self.reactor.seconds()   # due when the rate allows
+                    break
+            starts.append(sem.run(self._deliver_deferred, msgid, channel, record,
+                                  work.info, dying))
+        outcomes = await defer.DeferredList(starts, consumeErrors=True)
         for ok, value in outcomes:
             if not ok:  # every delivery has ended; now report the first error
                 value.raiseException()
         results = [value for _ok, value in outcomes]
+        if wait is not None:
+            # rate exceeded: the rest of the pass goes when the rate allows
+            # (slowq-send's jo.retry = recent + time_needed)
+            if not self._stopping:
+                key = (msgid, channel)
+                self._delayed.add(key)
+                self._status()
+                self._schedule(msgid, channel, wait)
+                await self._blocking(set_due, self.queue.sub(channel, msgid), wait)
+            return
         if all(results):
             if await self._blocking(close_channel, self.queue, msgid, channel):
                 self._finish_soon(msgid)
@@ -405,6 +470,20 @@ class QueueEngine(service.Service):
             return  # stopping: untried recipients stay due now, for the next start
         self._schedule(msgid, channel, retry)
         await self._blocking(set_due, self.queue.sub(channel, msgid), retry)
+
+    async def _rate_wait(self, msgid: int, channel: str, address: str) -> int | None:
+        """Ask the rate limiter about one recipient: None to deliver now, else
+        the seconds to wait.  A limiter failure delivers (as upstream)."""
+        try:
+            check = await self._limiter.check(address, channel, self.reactor.seconds())
+        except Exception as exc:
+            self._emit(f"warning: {self.queuedesc}: failed to get delivery rate for "
+                       f"{address}; proceeding to deliver ({exc})")
+            return None
+        if check is None:
+            return None
+        self._emit(check.log_line(self.queuedesc, msgid))
+        return None if check.ok else check.delay
 
     def _deliver_deferred(self, *args) -> defer.Deferred:
         return defer.ensureDeferred(self._deliver(*args))
@@ -512,10 +591,17 @@ class QueueEngine(service.Service):
         else:
             data = build_bounce(sender=sender, msgid=msgid, birth=birth, bounce_text=text,
                                 message=body, message_size=size, config=config,
-                                now=self.reactor.seconds())
+                                now=self.reactor.seconds(), bounced=bounced_address(text))
             if await self._bounce_processor(msgid, text, *envelope) == SEND:
-                newid = await inject_bounce(self.enqueuer, data, *envelope,
-                                            env=self.config.bounce_env(sender))
+                env = self.config.bounce_env(sender)
+                program = (env if env is not None else self.config.env).get("BOUNCEQUEUE")
+                if program:
+                    # the bounce goes to BOUNCEQUEUE's program, not our writer
+                    newid = await self._queue_program(program, data, *envelope,
+                                                      env=env or self.config.env,
+                                                      reactor=self.reactor)
+                else:
+                    newid = await inject_bounce(self.enqueuer, data, *envelope, env=env)
                 self._emit(logline.bounce_msg(msgid, newid, self.label))
             else:
                 self._emit(f"delete bounce: discarding {bounce_path}{self._tail()}")

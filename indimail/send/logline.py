@@ -53,9 +53,11 @@ def delivery(delid: int, status: str, report: str, label: str | None = None) -> 
 
 
 def status(used: dict[str, int], limits: dict[str, int], label: str | None = None,
-           exiting: bool = False) -> str:
+           exiting: bool = False, delayed: int = 0) -> str:
+    """``delayed jobs=N``: passes held back by rate control (slowq-send)."""
     line = (f"status: local {used['local']}/{limits['local']} "
-            f"remote {used['remote']}/{limits['remote']}{_tail(label)}")
+            f"remote {used['remote']}/{limits['remote']}"
+            f"{f' delayed jobs={delayed}' if delayed else ''}{_tail(label)}")
     return line + (" exitasap" if exiting else "")
 
 

@@ -3,25 +3,33 @@
 The engines share the delivery agents and the Enqueuer used for bounces.
 SIGHUP re-reads control files and variables, SIGALRM retries every
 deferred message now (qmail-send's signals); handlers are installed only
-for the process-wide reactor.
+for the process-wide reactor.  Like qscheduler, the service replaces an
+engine that died (a second later), runs the rate-controlled ``slowq``
+queue when it exists, and in dynamic mode (``QUEUE_DYNAMIC``) grows the
+number of queues with the load (:mod:`indimail.send.dynamic`).
 """
 
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Mapping
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from typing import Callable
+
 from indimail.config.control import ControlFiles
 from indimail.config.home import Home
-from indimail.queue.layout import configured_queues
+from indimail.queue.layout import QueueDir, configured_queues, split_from_env
 from indimail.send.config import SendConfig
 from indimail.send.engine import QueueEngine
 
 NAME = "indimail-send"
+SLOWQ = "slowq"
+RESTART_DELAY = 1.0   # qmail-daemon sleeps a second before restarting a queue
 
 
 class SendService(service.MultiService):
@@ -29,13 +37,51 @@ class SendService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor, *, install_signals: bool = False, enqueuer=None):
+    def __init__(self, reactor, *, install_signals: bool = False, enqueuer=None,
+                 engine_factory: Callable[..., QueueEngine] | None = None,
+                 restart_delay: float = RESTART_DELAY):
         super().__init__()
         self.setName(NAME)
         self.reactor = reactor
         self.install_signals = install_signals
         self._own_enqueuer = enqueuer   # made for this service: closed on stop
         self._old_handlers: dict[int, object] = {}
+        self.engine_factory = engine_factory
+        self.restart_delay = restart_delay
+        self._restarts: dict[str, object] = {}
+        self.restarted: list[str] = []   # queue names, in restart order
+
+    def add_queue(self, queue: QueueDir, label: str | None = None) -> QueueEngine:
+        """Make (with the engine factory) and start the engine of *queue*."""
+        engine = self.engine_factory(queue, label)
+        engine.setName(queue.name)
+        engine.on_crash = self._engine_died
+        engine.setServiceParent(self)
+        return engine
+
+    def _engine_died(self, engine: QueueEngine, failure) -> None:
+        """qscheduler's restart(): stop what is left of the engine and start a
+        fresh one for the queue after RESTART_DELAY."""
+        name = engine.queue.name
+        self.log.info("{line}", line=f"alert: qscheduler: queue {name} died; restarting")
+        if engine.parent is self:
+            d = defer.maybeDeferred(engine.disownServiceParent)
+        else:
+            d = defer.succeed(None)
+
+        def again(_):
+            if self.running and name not in self._restarts:
+                self._restarts[name] = self.reactor.callLater(
+                    self.restart_delay, self._restart, engine.queue, engine.label)
+        d.addCallback(again)
+        d.addErrback(lambda f: self.log.failure("qscheduler: stopping {queue} failed", f,
+                                                queue=name))
+
+    def _restart(self, queue: QueueDir, label: str | None) -> None:
+        self._restarts.pop(queue.name, None)
+        if self.running:
+            self.add_queue(queue, label)
+            self.restarted.append(queue.name)
 
     @property
     def engines(self) -> list[QueueEngine]:
@@ -65,6 +111,10 @@ class SendService(service.MultiService):
         super().startService()
 
     def stopService(self):
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
         for signum, old in self._old_handlers.items():
             signal.signal(signum, old)
         self._old_handlers.clear()
@@ -81,11 +131,15 @@ class SendService(service.MultiService):
 
 def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None = None,
                       local=None, remote=None, enqueuer=None,
-                      install_signals: bool | None = None, blocking=None) -> SendService:
+                      install_signals: bool | None = None, blocking=None,
+                      dynamic: bool | None = None, redis_factory=None,
+                      engine_options: Mapping | None = None) -> SendService:
     """The ``indimail-send`` service for *home*: a child per configured queue
-    (``configured_queues`` of the ``send`` variables).  *local*, *remote* and
-    *enqueuer* default to the real delivery agents and queue writer;
-    *blocking* replaces the thread runner of the file work (tests)."""
+    (``configured_queues`` of the ``send`` variables), plus ``slowq`` when
+    that queue exists.  *local*, *remote* and *enqueuer* default to the real
+    delivery agents and queue writer; *blocking* replaces the thread runner
+    of the file work (tests); *dynamic* (default: ``QUEUE_DYNAMIC``) grows
+    the queues with the load; *engine_options* go to every QueueEngine."""
     from indimail.config.envdir import service_environment
 
     if install_signals is None:
@@ -105,16 +159,44 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
     if remote is None:
         from indimail.delivery.remote import RemoteDelivery
         remote = RemoteDelivery(home, control, reactor=reactor, env=senv)
-    top = SendService(reactor, install_signals=install_signals, enqueuer=own_enqueuer)
-    queues = configured_queues(senv, home.queue_base)
-    several = len(queues) > 1
-    for queue in queues:
+    def make_engine(queue: QueueDir, label: str | None) -> QueueEngine:
         def config(queue_name=queue.name):
             return SendConfig.load(control, service_environment(home, "send", base=env),
                                    queue_name)
-        engine = QueueEngine(queue, config=config, local=local, remote=remote,
-                             enqueuer=enqueuer, reactor=reactor, blocking=blocking,
-                             label=queue.name if several else None)
-        engine.setName(queue.name)
-        engine.setServiceParent(top)
+        return QueueEngine(queue, config=config, local=local, remote=remote,
+                           enqueuer=enqueuer, reactor=reactor, blocking=blocking,
+                           label=label, redis_factory=redis_factory,
+                           **dict(engine_options or {}))
+
+    top = SendService(reactor, install_signals=install_signals, enqueuer=own_enqueuer,
+                      engine_factory=make_engine)
+    if dynamic is None:
+        from indimail.send.dynamic import dynamic_enabled
+        dynamic = dynamic_enabled(senv) and not senv.get("QUEUEDIR")
+    queues = configured_queues(senv, home.queue_base)
+    slowq = None
+    if not senv.get("QUEUEDIR"):
+        base = Path(senv.get("QUEUE_BASE") or home.queue_base)
+        candidate = QueueDir(base / SLOWQ, split_from_env(senv))
+        if candidate.path.is_dir() and candidate not in queues:
+            slowq = candidate
+    several = len(queues) > 1 or slowq is not None or dynamic
+    for queue in queues:
+        top.add_queue(queue, queue.name if several else None)
+    if slowq is not None:
+        top.add_queue(slowq, SLOWQ)   # slowq-send always names its queue
+    if dynamic:
+        from indimail.send.dynamic import DynamicQueues
+        grower = DynamicQueues(top, senv, Path(senv.get("QUEUE_BASE") or home.queue_base),
+                               reactor=reactor, blocking=blocking or _in_thread(reactor))
+        grower.setName("qscheduler")
+        grower.setServiceParent(top)
     return top
+
+
+def _in_thread(reactor):
+    from twisted.internet import threads
+
+    def run(f, *args, **kwargs):
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
+    return run
