@@ -8,6 +8,8 @@ FIFO.  A file of message ``id`` lives at ``<dir>/<id % split>/<id>``.
 
 from __future__ import annotations
 
+import os
+
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +95,14 @@ def configured_queues(env: Mapping[str, str], default_base: Path) -> list[QueueD
 def select_queue(env: Mapping[str, str], default_base: Path,
                  rng: random.Random | None = None) -> QueueDir:
     """The queue a new message goes to: a random one of the configured queues
-    (qmail-multi's choice), or ``QUEUEDIR`` when set."""
+    (qmail-multi's choice), or ``QUEUEDIR`` when set.  Under ``QUEUE_DYNAMIC``
+    the count the delivery side published (``<QUEUE_BASE>/.queue_count``)
+    replaces ``QUEUE_COUNT`` when it is larger."""
+    if env.get("QUEUE_DYNAMIC") and not env.get("QUEUEDIR"):
+        base = Path(env.get("QUEUE_BASE") or default_base)
+        grown = published_count(base)
+        if grown and grown > _positive(env.get("QUEUE_COUNT"), 1):
+            env = {**env, "QUEUE_COUNT": str(grown)}
     queues = configured_queues(env, default_base)
     if len(queues) == 1:
         return queues[0]
@@ -106,3 +115,27 @@ def _positive(text: str | None, default: int) -> int:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+COUNT_FILE = ".queue_count"
+_published: dict[str, tuple[int, int | None]] = {}   # path -> (mtime_ns, count)
+
+
+def published_count(base: Path) -> int | None:
+    """The active queue count the delivery side wrote (dynamic mode), read
+    again only when the file changes."""
+    path = os.path.join(base, COUNT_FILE)
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    cached = _published.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        with open(path) as f:
+            count = int(f.read().strip())
+    except (OSError, ValueError):
+        count = None
+    _published[path] = (stamp, count)
+    return count

@@ -21,11 +21,10 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from indimail.queue.fix import queue_fix
-from indimail.queue.layout import QueueDir, split_from_env
+from indimail.queue.layout import COUNT_FILE, QueueDir, split_from_env
 
 QUEUE_INTERVAL = 5.0
 DEFAULT_LOAD = 80.0
-COUNT_FILE = ".queue_count"
 
 
 def dynamic_enabled(env: Mapping[str, str]) -> bool:

@@ -71,3 +71,25 @@ class HomeTests(SynchronousTestCase):
     def test_default_from_env(self):
         """INDIMAIL_HOME is the default home."""
         self.assertEqual(Home.from_env(env={"INDIMAIL_HOME": "/x"}).path, Path("/x"))
+
+
+class DynamicCountTests(SynchronousTestCase):
+
+    def test_writers_follow_the_published_queue_count(self):
+        """Under QUEUE_DYNAMIC new mail spreads over the queues the delivery
+        side grew to (.queue_count), never fewer than QUEUE_COUNT."""
+        import random
+        from pathlib import Path
+        from indimail.queue.layout import select_queue
+        base = Path(self.mktemp())
+        base.mkdir()
+        env = {"QUEUE_BASE": str(base), "QUEUE_COUNT": "2", "QUEUE_DYNAMIC": "1"}
+        rng = random.Random(7)
+        names = {select_queue(env, base, rng).name for _ in range(200)}
+        self.assertEqual(names, {"queue1", "queue2"})
+        (base / ".queue_count").write_text("4\n")
+        names = {select_queue(env, base, rng).name for _ in range(200)}
+        self.assertEqual(names, {"queue1", "queue2", "queue3", "queue4"})
+        without = {k: v for k, v in env.items() if k != "QUEUE_DYNAMIC"}
+        names = {select_queue(without, base, rng).name for _ in range(200)}
+        self.assertEqual(names, {"queue1", "queue2"})
