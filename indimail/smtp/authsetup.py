@@ -8,6 +8,9 @@ Two sources, as IndiMail has them:
 * ``AUTHMODULES`` (the service's variable, e.g. ``/usr/sbin/sys-checkpwd
   /usr/sbin/vchkpass``): qmail-smtpd's ``checkprogram subprogram …``
   arguments, run with ``/bin/false`` as the last subprogram.
+* the virtual-domain store when the home has one (``host.mysql``,
+  ``MYSQL_HOST`` or the SQLite file): :class:`~indimail.vdomain.credchecker.StoreChecker`,
+  tried after the file and before the programs; it also serves SCRAM keys.
 
 With both, a login is tried against the file first, then the programs.
 With neither, AUTH is not offered (upstream: no checkprogram, no AUTH).
@@ -25,6 +28,7 @@ from zope.interface import implementer
 from indimail.auth.checkers import PasswordFileChecker
 from indimail.auth.checkpassword import CheckPasswordChecker
 from indimail.auth.realm import capabilities, make_portal
+from indimail.vdomain.credchecker import ScramSources, StoreChecker, store_configured
 
 
 @implementer(ICredentialsChecker)
@@ -84,6 +88,10 @@ def load_auth(home, env, reactor) -> AuthSetup | None:
     if path.exists():
         scram_source = PasswordFileChecker(str(path), reactor)
         checkers.append(scram_source)
+    if store_configured(home, env):   # the virtual users, as vchkpass checks them
+        store_checker = StoreChecker.for_home(home, env, reactor)
+        checkers.append(store_checker)
+        scram_source = ScramSources([scram_source, store_checker])
     modules = shlex.split(env.get("AUTHMODULES", "") or "")
     if modules:
         argv = modules if modules[-1] == "/bin/false" else modules + ["/bin/false"]
