@@ -57,11 +57,16 @@ class DotQmail:
     forward_only: bool        # the file has its owner-x bit set
 
 
-def find_dotqmail(home: os.PathLike | str, dash: str, ext: str) -> DotQmail | None:
-    """The first existing candidate under *home*; blocking (run in a thread)."""
+def find_dotqmail(home: os.PathLike | str, dash: str, ext: str,
+                  as_user: tuple[int, int] | None = None) -> DotQmail | None:
+    """The first existing candidate under *home*; blocking (run in a thread).
+
+    *as_user* (uid, gid): a root process reads on behalf of that user, so a
+    file the user could not read (e.g. a symlink to ``/etc/shadow``) is
+    refused as qmail-local, running as the user, would find it."""
     home = Path(home)
     for name, default in search_order(dash, ext):
-        found = _open_regular(home / name)
+        found = _open_regular(home / name, as_user)
         if found is not None:
             content, mode = found
             return DotQmail(home / name, content, default, bool(mode & 0o100))
@@ -79,12 +84,25 @@ def exists(home: os.PathLike | str, name: str) -> bool:
     return True
 
 
-def _open_regular(path: Path) -> tuple[bytes, int] | None:
+def user_may_read(st: os.stat_result, uid: int, gid: int) -> bool:
+    """The kernel's read permission check for *uid*/*gid* (no other groups:
+    deliveries run with the user's gid only, like qmail's prot_gid)."""
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
+
+
+def _open_regular(path: Path, as_user: tuple[int, int] | None = None
+                  ) -> tuple[bytes, int] | None:
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return None
+            if as_user is not None and as_user[0] != 0 and not user_may_read(st, *as_user):
+                raise PermissionError(path)
             if st.st_mode & WRITABLE:
                 raise temporary("Uh-oh: .qmail file is writable. (#4.7.0)")
             return f.read(), st.st_mode

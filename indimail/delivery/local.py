@@ -8,7 +8,13 @@ processes, forwards re-injected through the
 :class:`~indimail.queue.enqueue.Enqueuer`.
 Every copy starts with ``Return-Path:`` and ``Delivered-To:`` as qmail-local
 writes them; a message already carrying our ``Delivered-To:`` line is a loop.
-Deliveries run as the current process (no uid switching yet).
+
+Before that, as indimail's spawn-filter: the delivery's environment gets
+``fromd.envrules``/``rcpt.envrules``; a ``FILTERARGS``/``filterargs``
+filter may rewrite, discard or bounce the message; and ``QMAILLOCAL`` names
+a program run instead of all of qmail-local's work, with qmail-local's
+arguments.  A service running as root delivers for another uid in child
+processes running as that user (:mod:`.privileges`).
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ from twisted.internet.defer import DeferredLock
 from indimail.config.control import ControlFileError, ControlFiles
 from indimail.config.environment import Environment
 from indimail.config.home import Home
-from indimail.delivery import dotqmail
-from indimail.delivery.agent import DeliveryAgent
+from indimail.delivery import dotqmail, privileges
+from indimail.delivery import filter as dfilter
+from indimail.delivery.agent import DeliveryAgent, open_for_filter, split_address
 from indimail.delivery.assign import ALIAS_USER, Assign, AssignEntry, GetpwError, UserResolver
 from indimail.delivery.dotqmail import Instruction
 from indimail.delivery.lines import dtline, rpline, ufline
 from indimail.delivery.maildir import MaildirWriter
 from indimail.delivery.mbox import deliver_mbox
-from indimail.delivery.program import ProgramOutcome, open_message, run_program
+from indimail.delivery.program import (
+    ProgramOutcome, open_message, run_program, run_qmail_local)
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
 
@@ -60,13 +68,20 @@ class Plan:
     instructions: list[Instruction]
     forward_only: bool
     variables: dict[str, str] = field(default_factory=dict)
+    run_as: tuple[int, int] | None = None   # (uid, gid) of the child processes
 
 
-def split_address(address: str) -> tuple[str, str]:
-    at = address.rfind("@")
-    if at < 0:
-        return address, ""
-    return address[:at], address[at + 1:]
+@dataclass
+class Start:
+    """What qmail-lspawn decides, before filters and qmail-local: the
+    delivery's environment, the user, and who the work runs as."""
+
+    env: Environment
+    entry: AssignEntry
+    home: Path
+    run_as: tuple[int, int] | None
+    filter: str | None
+    qmaillocal: str | None
 
 
 def ext_variables(ext: str) -> dict[str, str]:
@@ -121,7 +136,7 @@ def vdelivermail_args(command: str) -> str | None:
         words = shlex.split(command)
     except ValueError:
         return None
-    if len(words) != 3 or os.path.basename(words[0]) != "vdelivermail":
+    if len(words) != 3 or os.path.basename(words[0]) not in ("vdelivermail", "vfilter"):
         return None
     return words[2]
 
@@ -136,15 +151,20 @@ def _find_label(steps: list[Instruction], start: int, label: str) -> int:
 
 
 class LocalDelivery(DeliveryAgent):
-    """Delivers one recipient of one queued message to a local mailbox."""
+    """Delivers one recipient of one queued message to a local mailbox.
+
+    *switch_users*: deliveries for another uid run in child processes as
+    that user; None (the default) means "when this process is root"."""
 
     channel = "local"
     program = "qmail-local"
+    filters_in_run = True
 
     def __init__(self, home: Home, control: ControlFiles, enqueuer, *, reactor=None,
                  env: Mapping[str, str] | None = None, threadpool=None,
                  writer: MaildirWriter | None = None, clock=time.time,
-                 getpwnam=pwd.getpwnam, alias_user: str = ALIAS_USER, store=None):
+                 getpwnam=pwd.getpwnam, alias_user: str = ALIAS_USER, store=None,
+                 switch_users: bool | None = None):
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
@@ -159,6 +179,7 @@ class LocalDelivery(DeliveryAgent):
         self.writer = writer or MaildirWriter(fsync=self.fsync, clock=clock)
         self.assign = Assign(home.users)
         self.users = UserResolver(self.assign, getpwnam=getpwnam, alias_user=alias_user)
+        self.switch_users = os.geteuid() == 0 if switch_users is None else switch_users
         self._store = store
         self._store_lock = DeferredLock()
 
@@ -166,7 +187,34 @@ class LocalDelivery(DeliveryAgent):
         local, host = split_address(recipient)
         if not local:
             return DeliveryResult(SUCCESS, "did 0+0+0")
-        plan = await self._thread(self.plan, mess, sender, local, host)
+        start, plan = await self._thread(self._prepare, mess, sender, recipient, local, host)
+        filtered = None
+        try:
+            if start.filter is not None:
+                verdict = await self._filter(start, mess, sender, recipient, qqeh)
+                if verdict.status is not None:
+                    return DeliveryResult(verdict.status, verdict.report)
+                mess = filtered = Path(verdict.path)
+            if start.qmaillocal is not None:
+                return await self._qmail_local(start, mess, sender, local, host, qqeh)
+            if plan is None:
+                plan = await self._thread(self.plan, mess, sender, local, host, start)
+            return await self._local(plan, mess, qqeh)
+        finally:
+            if filtered is not None:
+                await self._thread(dfilter.remove, str(filtered))
+
+    def _prepare(self, mess: Path, sender: str, recipient: str, local: str,
+                 host: str) -> tuple[Start, Plan | None]:
+        """:meth:`start`, and the :meth:`plan` too when neither a filter nor
+        QMAILLOCAL comes first: one trip to a worker thread (blocking)."""
+        start = self.start(sender, recipient, local, host)
+        if start.filter is not None or start.qmaillocal is not None:
+            return start, None
+        return start, self.plan(mess, sender, local, host, start)
+
+    async def _local(self, plan: Plan, mess: Path, qqeh: str) -> DeliveryResult:
+        """qmail-local's work: the dot-qmail lines, in order."""
         prefix = plan.rpline + plan.dtline + qqeh.encode("utf-8", "surrogateescape")
         counts = {"file": 0, "forward": 0, "program": 0}
         outputs: list[str] = []
@@ -183,12 +231,7 @@ class LocalDelivery(DeliveryAgent):
                 counts["file"] += 1
                 if forward_only:
                     raise temporary("Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)")
-                target = self._path(plan.home, step.value)
-                if step.kind == dotqmail.MAILDIR:
-                    await self._thread(self.writer.deliver, target, prefix, mess)
-                else:
-                    await self._thread(deliver_mbox, target, plan.ufline, prefix, mess,
-                                       self.fsync)
+                await self._file(plan, step.kind, self._path(plan.home, step.value), prefix, mess)
             elif step.kind == dotqmail.BRANCH:
                 jump = True
                 if step.value:
@@ -210,7 +253,8 @@ class LocalDelivery(DeliveryAgent):
                     raise temporary("Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)")
                 vargs = vdelivermail_args(step.value)
                 if vargs is not None:
-                    outcome = await self._vdelivermail(plan, vargs, mess, qqeh)
+                    outcome = await self._vdelivermail(
+                        plan, vargs, mess, qqeh, vfilter=os.path.basename(shlex.split(step.value)[0]) == "vfilter")
                 else:
                     outcome = await self._program(plan, step.value, mess, qqeh)
                 if outcome.output:
@@ -234,8 +278,20 @@ class LocalDelivery(DeliveryAgent):
 
     # -- the part that reads files: runs in a worker thread ---------------
 
-    def plan(self, mess: Path, sender: str, local: str, host: str) -> Plan:
-        """qmail-lspawn + the first half of qmail-local (blocking)."""
+    def start(self, sender: str, recipient: str, local: str, host: str) -> Start:
+        """qmail-lspawn's part (blocking): the envrules, the user, the uid
+        the work runs as, the filter and ``QMAILLOCAL``."""
+        env = self.delivery_env(sender, recipient)
+        entry, home = self.resolve(local)
+        run_as = None
+        if self.switch_users and privileges.switch_needed(entry.uid, entry.gid):
+            run_as = (entry.uid, entry.gid)
+        command = dfilter.filter_command(env, self.control, host, dfilter.LOCAL)
+        qmaillocal = env.get("QMAILLOCAL") or None
+        return Start(env, entry, home, run_as, command, qmaillocal)
+
+    def resolve(self, local: str) -> tuple[AssignEntry, Path]:
+        """The user of *local* and the absolute home (blocking)."""
         try:
             entry = self.users.lookup(local)
         except GetpwError as exc:
@@ -247,6 +303,14 @@ class LocalDelivery(DeliveryAgent):
         home = Path(entry.home)
         if not home.is_absolute():
             home = self.home.path / home
+        return entry, home
+
+    def plan(self, mess: Path, sender: str, local: str, host: str,
+             start: Start | None = None) -> Plan:
+        """The first half of qmail-local (blocking)."""
+        if start is None:
+            start = self.start(sender, f"{local}@{host}", local, host)
+        entry, home = start.entry, start.home
         self._check_home(home)
         dt = dtline(local, host)
         maxdt = self.max_delivered_to()
@@ -256,7 +320,7 @@ class LocalDelivery(DeliveryAgent):
             raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
         if maxdt > -1 and found > maxdt:
             raise permanent(LOOPING)
-        found_qmail = dotqmail.find_dotqmail(home, entry.dash, entry.ext)
+        found_qmail = dotqmail.find_dotqmail(home, entry.dash, entry.ext, start.run_as)
         if found_qmail is None and entry.dash:
             raise permanent(NO_MAILBOX)
         newsender = self._newsender(home, entry, sender, local, host)
@@ -268,8 +332,8 @@ class LocalDelivery(DeliveryAgent):
         instructions = dotqmail.parse(content.decode("utf-8", "surrogateescape"))
         now = self.clock()
         plan = Plan(entry, home, local, host, dt, rpline(sender), ufline(sender, now),
-                    newsender, instructions, forward_only)
-        plan.variables = self._variables(plan, sender, found_qmail)
+                    newsender, instructions, forward_only, run_as=start.run_as)
+        plan.variables = self._variables(plan, sender, found_qmail, start.env)
         return plan
 
     def max_delivered_to(self) -> int:
@@ -311,10 +375,11 @@ class LocalDelivery(DeliveryAgent):
         lines = self.control.lines("defaultdelivery")
         return "\n".join(lines) + "\n" if lines else DEFAULT_DELIVERY + "\n"
 
-    def _variables(self, plan: Plan, sender: str, found) -> dict[str, str]:
+    def _variables(self, plan: Plan, sender: str, found,
+                   base: Mapping[str, str] | None = None) -> dict[str, str]:
         entry = plan.entry
         dec = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731
-        env = dict(self.env)
+        env = dict(self.env if base is None else base)
         env.pop("SPAMFILTER", None)
         env.update({
             "HOST": plan.host, "HOME": str(plan.home), "USER": entry.user,
@@ -330,7 +395,8 @@ class LocalDelivery(DeliveryAgent):
 
     # -- vdelivermail in-process ----------------------------------------------
 
-    async def _vdelivermail(self, plan: Plan, instruction: str, mess: Path, qqeh: str):
+    async def _vdelivermail(self, plan: Plan, instruction: str, mess: Path, qqeh: str,
+                            vfilter: bool = False):
         """Run vdelivermail's work here instead of forking it (one store per
         LocalDelivery, opened on first use)."""
         from indimail.vdomain.vdelivermail import Request, VDeliverMail, result_code
@@ -343,7 +409,7 @@ class LocalDelivery(DeliveryAgent):
         request = Request(mess, plan.variables.get("SENDER", ""), plan.variables.get("EXT", ""),
                           plan.host, instruction,
                           plan.rpline + plan.dtline + qqeh.encode("utf-8", "surrogateescape"),
-                          env=plan.variables)
+                          env=plan.variables, vfilter=vfilter)
         result = await engine.deliver(request)
         return ProgramOutcome(result.status, False, result.report, result_code(result))
 
@@ -381,12 +447,90 @@ class LocalDelivery(DeliveryAgent):
             raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
         env = dict(plan.variables)
         env["QQEH"] = qqeh
+        uid, gid = plan.run_as or (None, None)
         try:
-            return await run_program(self.reactor, command, env, str(plan.home), fd)
+            return await run_program(self.reactor, command, env, str(plan.home), fd, uid, gid)
         except OSError as exc:
             raise temporary(f"Unable to run /bin/sh: {os.strerror(exc.errno)}. (#4.3.0)") from None
         finally:
             os.close(fd)
+
+    async def _file(self, plan: Plan, kind: str, target: Path, prefix: bytes, mess: Path):
+        """One Maildir or mbox copy: in a worker thread, or in a child
+        running as the user when the delivery needs another uid."""
+        if plan.run_as is None:
+            if kind == dotqmail.MAILDIR:
+                await self._thread(self.writer.deliver, target, prefix, mess)
+            else:
+                await self._thread(deliver_mbox, target, plan.ufline, prefix, mess, self.fsync)
+            return
+        uid, gid = plan.run_as
+        argv = privileges.file_delivery_argv(
+            "maildir" if kind == dotqmail.MAILDIR else "mbox", uid, gid, target, prefix,
+            hostname=self.writer.hostname, fsync=self.fsync, ufline=plan.ufline)
+        outcome = await self._child(argv[0], argv, privileges.file_delivery_env(),
+                                    str(plan.home), mess)
+        if outcome.status != SUCCESS:
+            raise DeliveryError(outcome.status, outcome.output
+                                or "Temporary error on maildir delivery. (#4.3.0)")
+
+    async def _child(self, executable: str, args: list[str], env: Mapping[str, str],
+                     cwd: str, mess: Path, uid: int | None = None, gid: int | None = None,
+                     cannot: str = "Unable to run qmail-local."):
+        """Run a child with the message on stdin; its exit code is read like
+        qmail-local's (``run_qmail_local``)."""
+        try:
+            fd = await self._thread(open_message, mess)
+        except OSError as exc:
+            raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
+        try:
+            return await run_qmail_local(self.reactor, executable, args, env, cwd, fd, uid, gid)
+        except OSError:
+            raise temporary(cannot) from None
+        finally:
+            os.close(fd)
+
+    # -- spawn-filter's part: filters and QMAILLOCAL ------------------------
+
+    async def _filter(self, start: Start, mess: Path, sender: str, recipient: str, qqeh: str):
+        """Run the delivery's filter (as the user when switching); the
+        verdict says whether to go on with its output."""
+        env = dfilter.filter_environment(start.env, split_address(recipient)[1],
+                                         start.entry.ext, qqeh, sender, recipient)
+        src, out, path = await self._thread(open_for_filter, mess, env)
+        uid, gid = start.run_as or (None, None)
+        try:
+            verdict = await dfilter.run_filter(self.reactor, start.filter, src, out, path, env,
+                                               str(self.home.path), uid=uid, gid=gid)
+        except BaseException:
+            await self._thread(dfilter.remove, path)
+            raise
+        finally:
+            os.close(src)
+            os.close(out)
+        if verdict.status is not None:
+            await self._thread(dfilter.remove, path)
+        return verdict
+
+    async def _qmail_local(self, start: Start, mess: Path, sender: str, local: str, host: str,
+                           qqeh: str) -> DeliveryResult:
+        """``QMAILLOCAL``: the program runs in qmail-local's place with its
+        arguments ``-- user homedir local dash ext domain sender
+        defaultdelivery qqeh``, the message on stdin, in the home directory
+        of the installation (qmail-lspawn's ``auto_qmail``)."""
+        program = start.qmaillocal
+        usable = await self._thread(_executable, program, str(self.home.path))
+        if not usable:
+            # upstream bounces (QLX_EXECHARD); a typo must not bounce mail
+            raise temporary("Unable to run qmail-local.")
+        entry = start.entry
+        default = (await self._thread(self._default_delivery)).rstrip("\n")
+        args = ["qmail-local", "--", entry.user, str(start.home), local, entry.dash,
+                entry.ext, host, sender, default, qqeh]
+        env = {k: v for k, v in start.env.items() if k != "QMAILREMOTE"}
+        uid, gid = start.run_as or (None, None)
+        outcome = await self._child(program, args, env, str(self.home.path), mess, uid, gid)
+        return DeliveryResult(outcome.status, outcome.output)
 
     async def _forward(self, plan: Plan, mess: Path, qqeh: str, recipients: list[str]) -> int:
         """Re-inject the message (our Delivered-To line first) to *recipients*."""
@@ -425,3 +569,9 @@ class _OneMessage:
 
     def mess(self, _msgid: int) -> Path:
         return self.path
+
+
+def _executable(program: str, cwd: str) -> bool:
+    """Whether *program* (relative to *cwd*) is a file we may execute."""
+    path = os.path.join(cwd, program)
+    return os.path.isfile(path) and os.access(path, os.X_OK)

@@ -115,7 +115,7 @@ class MaildirWriter:
     def _copy(fd: int, prefix: bytes, message) -> None:
         write_all(fd, prefix)
         try:
-            src = open(message, "rb")
+            src = open_source(message)
         except OSError:
             raise _ReadError() from None
         with src:
@@ -127,6 +127,16 @@ class MaildirWriter:
                 if not chunk:
                     return
                 write_all(fd, chunk)
+
+
+def open_source(message):
+    """The message for reading from its start: *message* is a path, or an
+    open descriptor (a privileged child's stdin), which stays open."""
+    if isinstance(message, int):
+        src = open(os.dup(message), "rb")
+        src.seek(0)
+        return src
+    return open(message, "rb")
 
 
 class _ReadError(Exception):

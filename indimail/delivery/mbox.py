@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from indimail.delivery.lines import gfrom
-from indimail.delivery.maildir import OVERQUOTA
+from indimail.delivery.maildir import OVERQUOTA, open_source
 from indimail.delivery.result import DeliveryError, permanent, temporary
 
 LOCK_WAIT = 30.0
@@ -72,7 +72,7 @@ def _append(fd: int, head: bytes, message) -> None:
     out = [head]
     size = len(head)
     try:
-        src = open(message, "rb")
+        src = open_source(message)
     except OSError as exc:
         raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
     with src:

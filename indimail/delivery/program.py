@@ -4,6 +4,11 @@ message on stdin, run with ``reactor.spawnProcess``.
 Exit codes (reference §7): 0 success, 99 success and skip the rest of the
 dot-qmail file, 100/64/65/70/76/77/78/112 permanent, anything else
 temporary; a crash is temporary.  What the program prints is the report.
+
+:func:`run_qmail_local` runs a program in qmail-local's place
+(``QMAILLOCAL``, or the privileged file-delivery child) and reads its exit
+code as qmail-lspawn does.  Either runs as another uid/gid when asked
+(:mod:`.privileges`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from typing import Mapping
 
 from twisted.internet import defer, error, protocol
 
+from indimail.delivery import privileges
 from indimail.delivery.result import DEFERRAL, FAILURE, SUCCESS
 
 PERMANENT_CODES = frozenset({100, 64, 65, 70, 76, 77, 78, 112})
+# qmail-lspawn's reading of qmail-local's exit code (QMAILLOCAL programs too)
+LOCAL_TEMPORARY = frozenset({111, 71, 74, 75})
+TRUNCREPORT = 3000
 STOP = 99
 SHELL = "/bin/sh"
 
@@ -65,15 +74,17 @@ class _Collect(protocol.ProcessProtocol):
 
 
 def run_program(reactor, command: str, env: Mapping[str, str], cwd: str,
-                stdin_fd: int) -> defer.Deferred:
-    """Run *command*; fires with a :class:`ProgramOutcome`.
+                stdin_fd: int, uid: int | None = None,
+                gid: int | None = None) -> defer.Deferred:
+    """Run *command* (as *uid*/*gid* when given); fires with a
+    :class:`ProgramOutcome`.
 
     *stdin_fd* (the message, positioned at its start) becomes the child's
     fd 0; the caller closes it once this returns."""
     proto = _Collect()
     environ = {k: v for k, v in env.items()}
-    reactor.spawnProcess(proto, SHELL, [SHELL, "-c", command], env=environ,
-                         path=cwd, childFDs={0: stdin_fd, 1: "r", 2: "r"})
+    privileges.spawn(reactor, proto, SHELL, [SHELL, "-c", command], env=environ,
+                     path=cwd, childFDs={0: stdin_fd, 1: "r", 2: "r"}, uid=uid, gid=gid)
 
     def finished(code):
         status, stop = classify(code)
@@ -88,3 +99,30 @@ def run_program(reactor, command: str, env: Mapping[str, str], cwd: str,
 def open_message(path: os.PathLike | str) -> int:
     """A read-only descriptor of the message file (blocking: use a thread)."""
     return os.open(path, os.O_RDONLY)
+
+
+def classify_qmail_local(exit_code: int | None) -> str:
+    """qmail-lspawn's ``report``: 0 success; 111, 71, 74, 75 deferral; any
+    other code failure; a crash (None) deferral."""
+    if exit_code is None or exit_code in LOCAL_TEMPORARY:
+        return DEFERRAL
+    return SUCCESS if exit_code == 0 else FAILURE
+
+
+def run_qmail_local(reactor, executable: str, args: list[str], env: Mapping[str, str],
+                    cwd: str, stdin_fd: int, uid: int | None = None,
+                    gid: int | None = None) -> defer.Deferred:
+    """Run a program in qmail-local's place (``QMAILLOCAL``) with *args*
+    (``args[0]`` is ``qmail-local``); stdout and stderr are its report, cut
+    at 3000 characters like qmail-lspawn's.  Fires with a ProgramOutcome."""
+    proto = _Collect()
+    privileges.spawn(reactor, proto, executable, args, env=dict(env), path=cwd,
+                     childFDs={0: stdin_fd, 1: "r", 2: "r"}, uid=uid, gid=gid)
+
+    def finished(code):
+        output = bytes(proto.output[:TRUNCREPORT]).decode("utf-8", "replace").rstrip("\n")
+        if code is None:
+            output = "qmail-local crashed."
+        return ProgramOutcome(classify_qmail_local(code), False, output, code)
+
+    return proto.done.addCallback(finished)

@@ -630,8 +630,10 @@ class IncomingMessage:
             self._run(self._commit, sender, recipients, qqeh, then=self._committed)
 
     def _commit(self, sender: str, recipients: list[str], qqeh: str | None) -> int:
-        """Runs in a pool thread: add EXTRAQUEUE and commit."""
+        """Runs in a pool thread: add EXTRAQUEUE and mailarchive, commit."""
+        from .mailarchive import with_archive
         extra = extra_recipients(self.env, self._enq.home.control)
+        recipients = with_archive(self._enq.home.control, self.env, sender, recipients)
         env = Envelope(sender, extra + recipients, extra_headers=qqeh)
         return self._writer.commit(env)
 

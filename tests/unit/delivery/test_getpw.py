@@ -164,7 +164,8 @@ class LocalFallbackTests(TestCase):
 
     def make_agent(self, pw, alias_user="alias"):
         agent = LocalDelivery(self.home, control(self.home), FakeEnqueuer(), reactor=reactor,
-                              env={}, getpwnam=pw.getpwnam, alias_user=alias_user)
+                              env={}, getpwnam=pw.getpwnam, alias_user=alias_user,
+                              switch_users=False)  # fake uids: deliver in-process
         agent.users = UserResolver(agent.assign, getpwnam=pw.getpwnam, stat=pw.stat,
                                    alias_user=alias_user)
         return agent

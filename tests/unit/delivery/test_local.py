@@ -242,7 +242,8 @@ class LocalDeliveryTests(TestCase):
         userhome = self.home.path / "home-joe"
         os.makedirs(userhome)
         os.chmod(userhome, 0o755)
-        (self.home.users / "assign").write_text(f"=joe:joe:1:1:{userhome}:::\n.\n")
+        (self.home.users / "assign").write_text(
+            f"=joe:joe:{os.getuid()}:{os.getgid()}:{userhome}:::\n.\n")
         (self.home.control / "defaultdelivery").write_text("./Mailbox\n")
         result = await self.deliver("joe@localhost")
         self.assertEqual(result.status, "success")
