@@ -14,6 +14,7 @@ from ..queue.client import client_environment, choose_queue, read_chunks
 from ..queue.enqueue import extra_recipients, qqeh_record, writer_for
 from ..queue.envelope import Envelope
 from ..queue.envstream import read_envelope
+from ..queue.mailarchive import with_archive
 from ..queue.errors import QueueError
 from ..queue.received import received_line
 
@@ -32,7 +33,8 @@ def run(home, env, msg_fd: int = 0, env_fd: int = 1) -> int:
             writer.write(chunk)
         sender, recipients = read_envelope(env_fd)
         extra = extra_recipients(env, home.control)
-        writer.commit(Envelope(sender, extra + recipients,
+        recipients = with_archive(home.control, env, sender, extra + recipients)
+        writer.commit(Envelope(sender, recipients,
                                extra_headers=qqeh_record(env.get("QQEH"))))
     except QueueError as e:
         if writer is not None:

@@ -18,6 +18,7 @@ from .enqueue import extra_recipients, qqeh_record, writer_for
 from .envelope import Envelope
 from .errors import QueueError
 from .layout import QueueDir, select_queue
+from .mailarchive import with_archive
 from .received import received_line
 
 CHUNK = 64 * 1024
@@ -68,7 +69,8 @@ def enqueue_blocking(home: Home, env: Mapping[str, str], sender: str,
         raise QueueError(errors.READ_ERROR) from None
     if extra_headers is None:
         extra_headers = env.get("QQEH")
-    envelope = Envelope(sender, extra + list(recipients),
+    recipients = with_archive(home.control, env, sender, extra + list(recipients))
+    envelope = Envelope(sender, recipients,
                         extra_headers=qqeh_record(extra_headers))
     return writer.commit(envelope)
 

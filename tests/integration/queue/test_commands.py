@@ -36,6 +36,18 @@ class QmailQueueTests(SynchronousTestCase):
         self.assertEqual(rc, 11)
         self.assertEqual(list((self.queue.path / "mess").glob("*/*")), [])
 
+    def test_mailarchive_adds_archive_recipients(self):
+        """control/mailarchive applies to qmail-queue too: a T: rule adds the
+        archive address after the message's own recipients."""
+        (self.home / "control" / "mailarchive").write_text("T:.*@example.org:archive-%u@arch.example\n")
+        rc = run_qmail_queue(self.home, b"Subject: a\n\nb\n",
+                             b"Fa@example.com\0Tb@example.org\0Tc@example.net\0\0")
+        self.assertEqual(rc, 0)
+        [msgid] = todo_ids(self.queue)
+        env = Envelope.from_todo(self.queue.todo(msgid).read_bytes())
+        self.assertEqual(env.recipients,
+                         ["b@example.org", "c@example.net", "archive-b@arch.example"])
+
     def test_bad_envelope(self):
         """A wrong leading byte exits 79."""
         self.assertEqual(run_qmail_queue(self.home, b"x\n", b"Xa@b\0\0"), 79)
