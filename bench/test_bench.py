@@ -21,6 +21,7 @@ from latency import percentile  # noqa: E402
 from load import Load, RoundResult, check_sample, parse_counter, run_round  # noqa: E402
 from postfix_peer import PostfixLayout, render_main_cf, render_master_cf  # noqa: E402
 from report import ratio, render_table, summarise, to_json  # noqa: E402
+from smtp_resources import Figures, parse_status, process_group, render, verdicts  # noqa: E402
 
 
 class FakeClock:
@@ -227,3 +228,29 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("0.500", table)
         self.assertIn("0.250", table)
         self.assertIn('"e2e": 0.25', to_json(ours, theirs, results, {}))
+
+
+class ResourcesTests(SynchronousTestCase):
+    def test_status_and_process_group(self):
+        """VmRSS/VmHWM/Pss lines are read in bytes; the group is found by the
+        pgrp field of /proc/PID/stat even when the command name has spaces."""
+        self.assertEqual(parse_status("Name:\ttwistd\nVmRSS:\t  2048 kB\nPss:  10 kB\n"),
+                         {"VmRSS": 2048 * 1024, "Pss": 10 * 1024})
+        proc = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, proc)
+        for pid, comm, pgrp in ((10, "twistd", 10), (11, "a (b) c", 10), (12, "other", 12)):
+            (proc / str(pid)).mkdir()
+            (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) S 1 {pgrp} {pgrp} 0\n")
+        (proc / "self").mkdir()
+        self.assertEqual(process_group(10, proc), [10, 11])
+
+    def test_verdicts(self):
+        """Each target is PASS or FAIL against its limit and printed so."""
+        f = Figures(sessions=1000, rss_idle_mb=150.0, greeting_ms=[3.0, 120.0], message_mb=50,
+                    rss_before_message_mb=100.0, rss_peak_message_mb=105.0)
+        self.assertEqual([ok for _, _, ok in verdicts(f)], [True, False, True])
+        text = render(f)
+        self.assertIn("PASS  total RSS with 1000 idle sessions < 200 MB: 150.0 MB", text)
+        self.assertIn("FAIL  greeting of a new session meanwhile < 100 ms (slowest): 120.0 ms",
+                      text)
+        self.assertIn("PASS  RSS increase for a 50 MB message < 20 MB: 5.0 MB", text)

@@ -25,6 +25,12 @@ too, so the sink's ``begin(env)`` sees the queue; auth.envrules change the
 connection's environment after AUTH.  The session limits (MAXRECIPIENTS,
 TARPITCOUNT/TARPITDELAY, GREETDELAY) come from the settings and wait on
 the injected clock, never by sleeping.
+
+Extensions beyond upstream's: BDAT (CHUNKING, :mod:`.bdat`) reads each
+chunk by its octet count into the same message sink, the data hook at the
+first chunk and DATA's end path (queue hook, commit) after LAST;
+ENHANCEDSTATUSCODES (:mod:`.enhanced`) is applied to every reply in
+:meth:`_send`; SMTPUTF8 (:mod:`.utf8`) gates non-ASCII addresses.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ from indimail.queue.errors import QueueError
 from indimail.queue.received import rfc5322_date
 
 from . import reply
+from . import enhanced, utf8
 from .address import parse_path
 from .authcommand import TLSAndAuthCommands
+from .bdat import BdatDecoder, parse_bdat
 from .data import DataDecoder
 from .headers import HeaderBlock
 from .received import smtpd_received
@@ -66,7 +74,10 @@ def _version() -> str:
 VERSION = _version()
 
 COMMANDS = ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP",
-            "STARTTLS", "AUTH")
+            "STARTTLS", "AUTH", "BDAT")
+# while a BDAT message is open (chunks sent, no LAST yet): RSET/HELO/EHLO
+# abandon it, these go on, anything else is out of sequence
+BDAT_ALLOWED = ("BDAT", "RSET", "HELO", "EHLO", "NOOP", "QUIT", "HELP", "VRFY")
 HIGH_WATER = 1 << 20       # pending queue bytes above which reading pauses
 BACKLOG = 1 << 16          # unread pipelined input above which reading pauses
 
@@ -103,6 +114,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         self._decoder: DataDecoder | None = None
         self._headers: HeaderBlock | None = None
         self._message = None
+        self._chunk = None            # the BDAT chunk being read (bdat_chunk state)
+        self._bdat = None             # the BDAT message open across chunks
 
     # -- connection -----------------------------------------------------------
     def connectionMade(self) -> None:
@@ -186,6 +199,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             self.on_lost()
         if self._decoder is not None:
             self._end_message()
+        self._chunk = None
+        self._bdat_abort()
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -202,14 +217,31 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
     # -- replies ----------------------------------------------------------------
     def greeting(self) -> Reply:
         s = self.settings
-        if not s.extra_greet:
-            return Reply.of(220, s.greeting)
-        return Reply.of(220, f"{s.greeting} (NO UCE) ESMTP IndiMail {VERSION} "
-                             f"{rfc5322_date(self.clock.seconds())}")
+        lines = self.greeting_lines()
+        if s.extra_greet:   # upstream esmtp_print(): on the first line
+            lines[0] += (f" (NO UCE) ESMTP IndiMail {VERSION} "
+                         f"{rfc5322_date(self.clock.seconds())}")
+        return Reply.of(220, *lines)
+
+    def greeting_lines(self, last: str = "") -> list[str]:
+        """smtpgreeting, one reply line per line (upstream ``smtp_greet()``),
+        *last* appended to the last one."""
+        s = self.settings
+        lines = list(s.greeting_lines or (s.greeting,))
+        lines[-1] += last
+        return lines
 
     def _send(self, r: Reply | None) -> None:
         if r is not None and not self._lost:
+            if self._enhanced_codes():
+                r = enhanced.enhance(r)
             self.transport.write(r.to_bytes())
+
+    def _enhanced_codes(self) -> bool:
+        """RFC 2034: codes on every reply once EHLO has offered them."""
+        s = self.session
+        return s is not None and s.esmtp and self.settings is not None \
+            and self.settings.enhanced
 
     def _close(self) -> None:
         self._closing = True
@@ -253,6 +285,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
                       ip=self.session.remote_ip)
         if self._decoder is not None:
             self._end_message()
+        self._chunk = None
+        self._bdat_abort()
         self._send(Reply.of(451, reply.TIMEOUT))
         self._close()
 
@@ -265,6 +299,9 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             while not self._busy and not self._closing and self._start < len(self._buffer):
                 if self._decoder is not None:
                     self._feed_data()
+                    continue
+                if self._chunk is not None:
+                    self._feed_chunk()
                     continue
                 start = self._start
                 nl = self._buffer.find(b"\n", start)
@@ -338,6 +375,11 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         verb, _, arg = text.partition(" ")
         arg = arg.lstrip(" ")
         name = verb.upper()
+        if self._bdat is not None:   # RFC 3030: between chunks only these
+            if name not in BDAT_ALLOWED:
+                raise SMTPError(503, reply.BAD_SEQUENCE)
+            if name in ("RSET", "HELO", "EHLO"):
+                self._bdat_abort()
         if name in COMMANDS:
             return getattr(self, "smtp_" + name)(arg)
         return self.unknown(verb, arg)
@@ -376,15 +418,16 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         self.session.reset()
         self.session.helo = arg or self.session.remote_host or "unknown"
         self.session.esmtp = False
-        text = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
-        return self._helo_hooks(arg, Reply.of(250, text))
+        lines = self.greeting_lines("" if arg else f" [{self.session.remote_ip}]")
+        return self._helo_hooks(arg, enhanced.exempt(Reply.of(250, *lines)))
 
     def smtp_EHLO(self, arg: str):
         self.session.reset()
         self.session.helo = arg or self.session.remote_host or "unknown"
         self.session.esmtp = True
         first = self.settings.greeting + ("" if arg else f" [{self.session.remote_ip}]")
-        return self._helo_hooks(arg, Reply.of(250, first, *self.ehlo_extensions()))
+        return self._helo_hooks(arg, enhanced.exempt(Reply.of(250, first,
+                                                              *self.ehlo_extensions())))
 
     def _helo_hooks(self, arg: str, ok: Reply):
         if not self.plugins.has("helo"):
@@ -398,15 +441,24 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         return d.addCallback(decided)
 
     def ehlo_extensions(self) -> list[str]:
-        """The EHLO keywords in upstream's order: AUTH first, STARTTLS before HELP."""
-        size = self.settings.databytes
+        """The EHLO keywords in upstream's order: AUTH first, STARTTLS, then
+        SMTPUTF8 before HELP; ENHANCEDSTATUSCODES and CHUNKING (which
+        upstream lacks) after SIZE."""
+        st = self.settings
+        size = st.databytes
         return [*self.auth_keywords(), "PIPELINING", "8BITMIME",
-                f"SIZE {size}" if size else "SIZE", *self.tls_keywords(), "HELP"]
+                f"SIZE {size}" if size else "SIZE",
+                *(["ENHANCEDSTATUSCODES"] if st.enhanced else []),
+                *(["CHUNKING"] if st.chunking else []),
+                *self.tls_keywords(), *(["SMTPUTF8"] if st.smtputf8 else []), "HELP"]
 
     def smtp_MAIL(self, arg: str) -> Reply:
         path = parse_path(arg)
         if path is None:
             raise SMTPError(555, reply.SYNTAX_ADDRESS)
+        smtputf8 = self.settings.smtputf8 and path.has("SMTPUTF8")
+        if not utf8.address_allowed(path.address, smtputf8):
+            raise SMTPError(553, reply.NON_ASCII)
         s = self.session
         before = (s.transaction, s.env, s.conn_env, s.txn_settings)
         s.reset()   # a new MAIL starts from the connection's environment
@@ -415,7 +467,12 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             # a refused MAIL leaves an earlier transaction as it was
             s.transaction, s.env, s.conn_env, s.txn_settings = before
             return failure
-        return defer.maybeDeferred(self._mail, path).addErrback(restore)
+
+        def accepted(r: Reply) -> Reply:
+            if smtputf8 and s.transaction is not None:
+                s.transaction.notes["smtputf8"] = True
+            return enhanced.with_code(r, "2.1.0") if r.code == 250 else r
+        return defer.maybeDeferred(self._mail, path).addCallbacks(accepted, restore)
 
     def _mail(self, path) -> Reply:
         self.apply_envrules("from", path.address)
@@ -452,6 +509,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         path = parse_path(arg)
         if path is None:
             raise SMTPError(555, reply.SYNTAX_ADDRESS)
+        if not utf8.address_allowed(path.address, bool(txn.notes.get("smtputf8"))):
+            raise SMTPError(553, reply.NON_ASCII)
         self.apply_envrules("rcpt", path.address)
         d = self.hook("rcpt", path.address)
         d.addCallback(self._rcpt_verdict, txn, path)
@@ -498,7 +557,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             return None
         txn.recipients.append(address)
         self.apply_envrules("domainqueue", path.address)
-        return Reply.of(250, reply.OK)
+        return enhanced.with_code(Reply.of(250, reply.OK), "2.1.5")
 
     def apply_envrules(self, kind: str, address: str) -> None:
         """Apply the *kind* envrules matching *address* and re-derive the
@@ -545,7 +604,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
                         + ("AUTH " if self.auth is not None else "") + "VRFY HELP QUIT")
 
     def smtp_QUIT(self, arg: str) -> None:
-        self._send(Reply.of(221, reply.CLOSING.format(greeting=self.settings.greeting)))
+        *lines, last = self.greeting_lines()
+        self._send(Reply.of(221, *lines, reply.CLOSING.format(greeting=last)))
         self._discard_input()
         self._close()
 
@@ -563,22 +623,44 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             lambda result: self._after_hook(result, None) or self._open_message())
 
     def _open_message(self) -> Reply:
+        self._message = self._begin_message()
+        self._decoder = DataDecoder(self.settings.databytes, self.settings.allow_bare_lf)
+        self._headers = HeaderBlock()
+        return Reply.of(354, reply.GO_AHEAD)
+
+    def _begin_message(self):
+        """Open the queue message and write our headers (DATA and BDAT)."""
         try:
             message = self.sink.begin(self.session.env, invoked="network",
                                       remote_ip=self.session.remote_ip)
+            origin = self.origin_header()
+            if origin:
+                message.write(origin)
             message.write(self.received_header())
         except Exception:
             self.log.failure("qqt failure")
             self.session.reset()
             raise SMTPError(451, reply.QUEUE_TEMP) from None
-        self._message = message
-        self._decoder = DataDecoder(self.settings.databytes, self.settings.allow_bare_lf)
-        self._headers = HeaderBlock()
-        return Reply.of(354, reply.GO_AHEAD)
+        return message
+
+    def origin_header(self) -> bytes | None:
+        """``X-Originating-IP: <ip>`` on relayed mail when ``ORIGINIPFIELD``
+        (or control ``originipfield``) is on: upstream's qmail-queue adds it
+        when RELAYCLIENT or TCPREMOTEINFO is set, right after its Received
+        line, which is where it lands here too."""
+        s = self.session
+        if not self.settings.originipfield or s.remote_ip in ("", "unknown"):
+            return None
+        if "RELAYCLIENT" not in s.env and not s.env.get("TCPREMOTEINFO") \
+                and not s.authenticated:
+            return None
+        return f"X-Originating-IP: {s.remote_ip}\n".encode("ascii", "replace")
 
     def received_header(self) -> bytes:
         s, st = self.session, self.settings
-        protocol = s.protocol_name
+        txn = s.transaction
+        protocol = utf8.protocol_word(s.protocol_name,
+                                      bool(txn is not None and txn.notes.get("smtputf8")))
         cipher = describe(self.transport) if s.tls else None
         if cipher:   # upstream: "(TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted) ESMTPS"
             protocol = f"{cipher} {protocol}"
@@ -586,6 +668,98 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
                               remote_host=s.remote_host, remote_info=s.remote_info,
                               helo=s.helo, protocol=protocol,
                               now=self.clock.seconds(), hide=st.hide_host)
+
+    # -- BDAT (RFC 3030) ---------------------------------------------------------------
+    def smtp_BDAT(self, arg: str):
+        """A chunk of *size* octets follows the command line, whatever this
+        command's answer: refusals are sent once its bytes have been read
+        (and thrown away), so none of them is ever taken for a command."""
+        args = parse_bdat(arg)
+        if args is None:   # the chunk's length is unknown: its bytes cannot be skipped
+            self._discard_input()
+            raise SMTPError(501, reply.BDAT_SYNTAX, close=True)
+        if not self.settings.chunking:
+            return self.unknown("BDAT", arg)   # not offered: as upstream, which has no BDAT
+        txn = self.session.transaction
+        if txn is None:
+            return self._read_chunk(args, SMTPError(503, reply.MAIL_FIRST))
+        if not txn.recipients and not txn.notes.get("discarded"):
+            return self._read_chunk(args, SMTPError(503, reply.RCPT_FIRST))
+        if self._bdat is not None:
+            return self._read_chunk(args)
+        if not self.plugins.has("data"):   # first chunk: the data hook, as DATA
+            return self._bdat_open(args)
+
+        def decided(result: Result):
+            error = self.refusal(result)
+            if error is not None:
+                self.session.reset()   # the rest of this message: 503 MAIL first
+                return self._read_chunk(args, error)
+            return self._bdat_open(args)
+
+        def failed(failure: Failure):
+            self.log.failure("data hooks failed", failure)
+            self.session.reset()
+            return self._read_chunk(args, SMTPError(451, reply.LOCAL_FAILURE))
+        return self.hook("data").addCallbacks(decided, failed)
+
+    def _bdat_open(self, args):
+        try:
+            message = self._begin_message()
+        except SMTPError as error:
+            return self._read_chunk(args, error)
+        self._message = message
+        self._bdat = (BdatDecoder(self.settings.databytes), HeaderBlock())
+        return self._read_chunk(args)
+
+    def _read_chunk(self, args, error: SMTPError | None = None):
+        """Read the chunk announced by *args*; its reply comes at its end."""
+        if error is not None and error.close:
+            raise error
+        chunk = _Chunk(args.size, args.last, error)
+        if not args.size:
+            return self._chunk_end(chunk)
+        self._chunk = chunk
+        return None
+
+    def _feed_chunk(self) -> None:
+        chunk = self._chunk
+        start = self._start
+        n = min(chunk.left, len(self._buffer) - start)
+        data = bytes(self._buffer[start:start + n])
+        self._start = start + n
+        chunk.left -= n
+        if chunk.error is None and self._bdat is not None:
+            decoder, headers = self._bdat
+            out = decoder.feed_chunk(data)
+            if decoder.overflow:   # free the disk now; the 552 comes after LAST
+                self._abort_message()
+            elif out:
+                headers.feed(out)
+                self._write(out)
+        if not chunk.left:
+            self._chunk = None
+            self._run(self._chunk_end, chunk)
+
+    def _chunk_end(self, chunk: "_Chunk"):
+        if chunk.error is not None:
+            raise chunk.error
+        if not chunk.last:
+            return Reply.of(250, reply.BDAT_OK.format(size=chunk.size))
+        decoder, headers = self._bdat
+        self._bdat = None
+        tail = decoder.finish()
+        if tail and self._message is not None:
+            headers.feed(tail)
+            self._write(tail)
+        self._decoder, self._headers = decoder, headers
+        return self._end_data()   # the queue hook and commit, as at DATA's end
+
+    def _bdat_abort(self) -> None:
+        """Abandon a BDAT message (RSET, HELO/EHLO, timeout, lost connection)."""
+        if self._bdat is not None:
+            self._bdat = None
+            self._abort_message()
 
     # -- DATA -------------------------------------------------------------------------
     def _feed_data(self) -> None:
@@ -635,6 +809,10 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         txn.size = decoder.size
         txn.headers = headers.fields() if headers is not None else []
         if decoder.hops >= self.settings.maxhops or decoder.overflow:
+            if decoder.hops < self.settings.maxhops and self.plugins.has("oversize"):
+                # DATABYTES_NOTIFY: told before the reset, in the transaction's env
+                self.hook("oversize").addErrback(
+                    lambda f: self.log.failure("oversize hooks failed", f))
             self.session.reset()
             return self._refuse_data(decoder, message, txn)
         if not self.plugins.has("queue"):
@@ -678,8 +856,11 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             self._abort_message()
         if decoder.hops >= self.settings.maxhops:
             raise SMTPError(554, reply.TOO_MANY_HOPS)
-        self.log.info("data size exceeded: MAIL from <{sender}> Size: {size}",
-                      sender=txn.sender, size=decoder.size)
+        for rcpt in txn.recipients or [""]:   # upstream: one line per recipient
+            self.log.info("qmail-smtpd: pid {pid} {ip} data size exceeded: MAIL from <{sender}> "
+                          "RCPT <{rcpt}> Size: {size}", pid=self.settings.pid,
+                          ip=self.session.remote_ip, sender=txn.sender, rcpt=rcpt,
+                          size=decoder.size)
         raise SMTPError(552, reply.SIZE_EXCEEDED)
 
     def _queued(self, txn: Transaction, msgid: int, size: int) -> Reply:
@@ -710,8 +891,21 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     def _queue_failed(self, failure: Failure) -> Reply:
         if failure.check(QueueError):
-            code, _enhanced, text = failure.value.smtp_reply
+            code, code_x, text = failure.value.smtp_reply
             self.log.info("qq error: {text}", text=text)
-            return Reply.of(code, text)
+            return enhanced.with_code(Reply.of(code, text), code_x)
         self.log.failure("queueing failed", failure)
         return Reply.of(451, reply.QUEUE_TEMP)
+
+
+class _Chunk:
+    """The BDAT chunk being read: octets still to come, LAST, the refusal
+    to send once it has been read."""
+
+    __slots__ = ("size", "left", "last", "error")
+
+    def __init__(self, size: int, last: bool, error: SMTPError | None):
+        self.size = size
+        self.left = size
+        self.last = last
+        self.error = error

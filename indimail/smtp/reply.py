@@ -12,10 +12,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Reply:
-    """One (possibly multi-line) SMTP reply."""
+    """One (possibly multi-line) SMTP reply.
+
+    *enhanced*: its RFC 3463 code when it is not the one in the text
+    (``""``: none, see :mod:`~indimail.smtp.enhanced`)."""
 
     code: int
     lines: tuple[str, ...]
+    enhanced: str | None = None
 
     @classmethod
     def of(cls, code: int, *lines: str) -> "Reply":
@@ -97,3 +101,10 @@ AUTH_REQUIRED = "authentication required (#5.7.1)"
 TOO_MANY_RCPTS = "sorry, too many recipients (#5.7.1)"
 EARLY_TALKER = ("SMTP protocol violation. Polite people say hello after the server "
                 "greets them (#5.7.1)")
+
+# Extensions upstream lacks (CHUNKING, RFC 3030) or handles silently
+# (SMTPUTF8, RFC 6531): texts in upstream's style, codes from the RFCs.
+BAD_SEQUENCE = "bad sequence of commands (#5.5.1)"
+BDAT_SYNTAX = "syntax error in BDAT chunk size (#5.5.4)"
+BDAT_OK = "ok {size} octets received"
+NON_ASCII = "sorry, non-ASCII addresses not permitted for that sender/recipient (#5.6.7)"

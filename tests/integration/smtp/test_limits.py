@@ -148,3 +148,30 @@ class DomainQueueTest(TestCase):
             await self.send(f"bob@{ME}")
         self.assertEqual(self.todo("queue1"), [f"bob@{ME}"] * 3)
         self.assertEqual(self.todo("queue2"), ["bob@example.org"] * 3)
+
+
+class GreetingAndHopsTest(Server, TestCase):
+    """A multi-line smtpgreeting and the default MAXHOPS on a real socket."""
+
+    async def test_multi_line_smtpgreeting(self):
+        """Every line of control/smtpgreeting is a line of the 220 (banner
+        on the first) and of QUIT's 221."""
+        (self.home.control / "smtpgreeting").write_text(f"{ME}\nNo UCE, please\n")
+        client = await self.connect()
+        client.transport.write(b"QUIT\r\n")
+        lines = (await client.lost).decode().split("\r\n")
+        self.assertRegex(lines[0], rf"^220-{ME} \(NO UCE\) ESMTP IndiMail ")
+        self.assertEqual(lines[1:4], ["220 No UCE, please", f"221-{ME}",
+                                      "221 No UCE, please closing connection"])
+
+    async def test_default_maxhops(self):
+        """Without maxhops: 99 Received lines pass, 100 are refused 554 (looping)."""
+        def send(hops):
+            head = b"".join(b"Received: from hop%d\r\n" % i for i in range(hops))
+            with smtplib.SMTP("127.0.0.1", self.portno, timeout=30) as client:
+                client.sendmail("a@example.net", [f"b@{ME}"], head + b"Subject: h\r\n\r\nh\r\n")
+        await threads.deferToThread(send, 99)
+        with self.assertRaises(smtplib.SMTPDataError) as ctx:
+            await threads.deferToThread(send, 100)
+        self.assertEqual(ctx.exception.smtp_code, 554)
+        self.assertIn(b"too many hops", ctx.exception.smtp_error)

@@ -239,3 +239,31 @@ class ConnectionLimits(SynchronousTestCase):
         f = self.factory({})
         for _ in range(50):
             self.assertIsNotNone(self.connect(f, "192.0.2.9"))
+
+
+class MultiLineGreeting(SynchronousTestCase):
+    """control/smtpgreeting with several lines, as upstream's ``smtp_greet()``."""
+
+    def test_settings_read_every_line(self):
+        """load_settings keeps every line; the first is the greeting."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        (root / "smtpgreeting").write_text("mx.example.com\nNo UCE here\n")
+        s = load_settings(ControlFiles(root), {}, pid=1)
+        self.assertEqual((s.greeting, s.greeting_lines),
+                         ("mx.example.com", ("mx.example.com", "No UCE here")))
+
+    def test_replies(self):
+        """220 and HELO's 250 and QUIT's 221 use every line (the banner text on
+        the first, ``[ip]``/``closing connection`` on the last); EHLO only the first."""
+        h = Harness(self, greeting="mx.example.com",
+                    greeting_lines=("mx.example.com", "No UCE here"))
+        self.assertEqual(len(h.greeting), 2)
+        self.assertRegex(h.greeting[0], r"^220-mx\.example\.com \(NO UCE\) ESMTP IndiMail ")
+        self.assertEqual(h.greeting[1], "220 No UCE here")
+        h.send("HELO\r\nEHLO x\r\nQUIT\r\n")
+        replies = h.replies()
+        self.assertEqual(replies[:3], ["250-mx.example.com", "250 No UCE here [192.0.2.7]",
+                                       "250-mx.example.com"])
+        self.assertEqual(replies[-2:], ["221-mx.example.com",
+                                        "221 No UCE here closing connection"])

@@ -37,11 +37,11 @@ class GreetingAndSimpleCommands(SynchronousTestCase):
         self.assertEqual(h.replies(), [f"250 mx.example.com [{REMOTE_IP}]"])
 
     def test_ehlo_keywords(self):
-        """EHLO advertises PIPELINING, 8BITMIME, SIZE <databytes> and HELP."""
+        """EHLO advertises PIPELINING, 8BITMIME, SIZE <databytes>, CHUNKING and HELP."""
         h = Harness(self, databytes=10000000)
         h.send("EHLO client.example.net\r\n")
         self.assertEqual(h.replies(), ["250-mx.example.com", "250-PIPELINING", "250-8BITMIME",
-                                       "250-SIZE 10000000", "250 HELP"])
+                                       "250-SIZE 10000000", "250-CHUNKING", "250 HELP"])
 
     def test_ehlo_size_unlimited(self):
         """With databytes 0 (unlimited) EHLO advertises SIZE without a number."""
@@ -77,8 +77,8 @@ class GreetingAndSimpleCommands(SynchronousTestCase):
     def test_unknown_command(self):
         """Unknown commands get upstream's 502 texts; X-commands are "not implemented"."""
         h = Harness(self)
-        h.send("BDAT 100\r\nTURN\r\nXEXPS\r\n")
-        self.assertEqual(h.replies(), ["502 command BDAT 100 not recognized (#5.5.2)",
+        h.send("BURL 100\r\nTURN\r\nXEXPS\r\n")
+        self.assertEqual(h.replies(), ["502 command BURL 100 not recognized (#5.5.2)",
                                        "502 command TURN not recognized (#5.5.2)",
                                        "502 command XEXPS not implemented (#5.5.1)"])
 
