@@ -86,6 +86,13 @@ def tcp_environment(base: Mapping[str, str], peer, local,
     return env.apply(assignments)
 
 
+def _close_list_pools(result):
+    """The MySQL connections of ``.sql`` control lists go with the service."""
+    from indimail.policy.lists import close_sql_pools
+    close_sql_pools()
+    return result
+
+
 def build_plugin_chain(setup: PluginSetup, clock) -> PluginChain:
     """Load the plugins for *setup* (``control/smtpplugins``, PLUGINn, entry
     points, built-ins) into a chain with the ``PLUGIN_TIMEOUT`` timeout."""
@@ -316,6 +323,7 @@ class SMTPService(service.MultiService):
         self._remove_hup()
         d = defer.maybeDeferred(super().stopService)
         d.addBoth(self._stop_pool)
+        d.addBoth(_close_list_pools)
         return d
 
     def _stop_pool(self, result):

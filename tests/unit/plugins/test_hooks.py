@@ -147,3 +147,23 @@ class HookTests(SynchronousTestCase):
         self.assertEqual(h.replies(), [
             "250 ok", "553 sorry, No-Reply@example.com does not accept mail (#5.7.1)", "250 ok"])
         self.assertEqual(h.proto.session.notes["noreply"], 1)
+
+
+class OversizeHookTests(SynchronousTestCase):
+
+    def test_databytes_notify_through_the_oversize_hook(self):
+        """An oversize message is refused 552 and, with DATABYTES_NOTIFY, the
+        oversize hook queues the size notification to the recipients."""
+        from indimail.plugins.api import PluginSetup
+        from indimail.smtp.service import build_plugin_chain
+        env = {"DATABYTES_NOTIFY": ""}
+        h = Harness(self, env=env, databytes=100)
+        h.proto.plugins = build_plugin_chain(
+            PluginSetup(control=h.control, env=env, options={"sink": h.sink}), h.clock)
+        h.transaction()
+        h.send("Subject: big\r\n\r\n" + "x" * 300 + "\r\n.\r\n")
+        self.assertEqual(h.codes(), [552])
+        finished = [m for m in h.sink.messages if getattr(m, "finished", None)]
+        self.assertEqual(len(finished), 1)
+        self.assertEqual(finished[0].finished[1], ["b@example.com"])
+        self.assertIn(b"X-size-Notification: size=", finished[0].data)
