@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,23 +58,36 @@ def _stamp(path: Path | str) -> _Stamp | None:
 class _Cached:
     """One file's parsed content, reparsed only when the file changes."""
 
-    def __init__(self, path: Path, parse: Callable[[Path], object]):
+    def __init__(self, path: Path, parse: Callable[[Path], object], recheck: float = 0.0):
         self.path = path
         self._name = os.fspath(path)   # os.stat on a str: no pathlib work per lookup
         self.parse = parse
+        self.recheck = recheck
+        self.checked = 0.0
         self.stamp: _Stamp | None = None
         self.value: object = None
         self.loaded = False
         self.lock = threading.Lock()   # readers in worker threads see a reload whole
 
     def get(self) -> object:
+        if self.recheck and self.loaded:
+            now = time.monotonic()
+            if now - self.checked < self.recheck:
+                return self.value
+            self.checked = now
         with self.lock:
+            if self.recheck:
+                self.checked = time.monotonic()
             stamp = _stamp(self._name)
             if not self.loaded or stamp != self.stamp:
                 self.value = self.parse(self.path) if stamp is not None else None
                 self.stamp = stamp
                 self.loaded = True
             return self.value
+
+
+def _present(path: Path) -> bool:
+    return True
 
 
 def _read_text(path: Path) -> list[str]:
@@ -94,19 +108,28 @@ SqlLookup = Callable[[str, str], bool]
 class ControlFiles:
     """Cached access to the files of one control directory."""
 
-    def __init__(self, directory: os.PathLike | str, sql_lookup: SqlLookup | None = None):
+    def __init__(self, directory: os.PathLike | str, sql_lookup: SqlLookup | None = None,
+                 recheck: float = 0.0):
+        """*recheck* > 0 looks at a file's stamp at most once in that many
+        seconds (a busy service: edits show within that time, not at once)."""
         self.directory = Path(directory)
         self.sql_lookup = sql_lookup
+        self.recheck = recheck
         self._cache: dict[tuple[object, str], _Cached] = {}
 
     def path(self, name: str) -> Path:
         return self.directory / name
 
+    def refresh(self) -> None:
+        """Look at every file again at the next lookup (SIGHUP)."""
+        for entry in list(self._cache.values()):
+            entry.checked = 0.0
+
     def _cached(self, kind: object, name: str, parse: Callable[[Path], object]) -> object:
         key = (kind, name)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._cache[key] = _Cached(self.path(name), parse)
+            entry = self._cache[key] = _Cached(self.path(name), parse, self.recheck)
         return entry.get()
 
     def parsed(self, name: str, parse: Callable[[Path], object]) -> object:
@@ -115,7 +138,7 @@ class ControlFiles:
         return self._cached(parse, name, parse)
 
     def exists(self, name: str) -> bool:
-        return self.path(name).exists()
+        return self._cached("exists", name, _present) is not None
 
     def lines(self, name: str, default: list[str] | None = None) -> list[str]:
         """The text file's meaningful lines; *default* (or []) when absent."""

@@ -86,6 +86,13 @@ def tcp_environment(base: Mapping[str, str], peer, local,
     return env.apply(assignments)
 
 
+def _recheck(env: Mapping[str, str]) -> float:
+    try:
+        return max(0.0, float(env.get("CONTROL_RECHECK", "1")))
+    except ValueError:
+        return 1.0
+
+
 def _close_list_pools(result):
     """The MySQL connections of ``.sql`` control lists go with the service."""
     from indimail.policy.lists import close_sql_pools
@@ -220,7 +227,9 @@ class SMTPService(service.MultiService):
         self.home = home
         self.reactor = reactor
         self.process_env = dict(os.environ if env is None else env)
-        self.control = ControlFiles(home.control)
+        # A busy listener looks at each control file at most once a second
+        # (CONTROL_RECHECK seconds; 0: at every lookup).
+        self.control = ControlFiles(home.control, recheck=_recheck(self.process_env))
         self.environments: dict[str, Environment] = {}
         self.server_tls: ServerTLS | None = None
         self.auths: dict[str, object] = {}
@@ -280,6 +289,7 @@ class SMTPService(service.MultiService):
         """SIGHUP: new sessions see the re-read environment, certificate and
         checkers; open ones keep theirs.  Returns a Deferred for the checkers."""
         try:
+            self.control.refresh()
             self.reload_environment()
             self.plugins = self.load_plugins()
             loaded = self.reload_tls_and_auth()

@@ -138,3 +138,29 @@ class ControlFilesTests(SynchronousTestCase):
         with self.assertRaises(ControlFileError) as caught:
             ControlFiles(d).contains("rcpthosts", "a")
         self.assertIn("rcpthosts.cdb", str(caught.exception))
+
+
+class RecheckTests(SynchronousTestCase):
+    """ControlFiles(recheck=N): stat at most once in N seconds, refresh() forces it."""
+
+    def test_edit_is_seen_after_recheck_or_refresh(self):
+        """With recheck, an edit shows after the interval or a refresh(), not at once."""
+        from unittest import mock
+        path = self.mktemp()
+        os.makedirs(path)
+        with open(os.path.join(path, "me"), "w") as f:
+            f.write("one.example\n")
+        now = [1000.0]
+        with mock.patch("indimail.config.control.time.monotonic", lambda: now[0]):
+            control = ControlFiles(path, recheck=1.0)
+            self.assertEqual(control.value("me"), "one.example")
+            with open(os.path.join(path, "me"), "w") as f:
+                f.write("two.example.longer\n")
+            self.assertEqual(control.value("me"), "one.example")   # within the second
+            now[0] += 1.5
+            self.assertEqual(control.value("me"), "two.example.longer")
+            with open(os.path.join(path, "me"), "w") as f:
+                f.write("three.example\n")
+            control.refresh()
+            self.assertEqual(control.value("me"), "three.example")
+            self.assertFalse(control.exists("rcpthosts"))
