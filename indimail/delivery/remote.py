@@ -1,14 +1,21 @@
 """Remote delivery: qmail-remote's job for one recipient.
 
-The route comes from ``SMTPROUTE``/``control/smtproutes`` or, without one,
-from the domain's MX records (A and AAAA).  Addresses are tried in order
-until one answers its greeting, from the source address ``OUTGOINGIP``,
+The route comes from ``qmtproutes``/``QMTPROUTE`` (QMTP) or
+``smtproutes``/``SMTPROUTE`` or, without one, from the domain's MX records
+(A and AAAA, CNAMEs followed; the recipient's domain is rewritten to its
+canonical name unless ``DISABLE_CNAME_LOOKUP``).  Addresses are tried in
+order, skipping those the queue's ``lock/tcpto`` says are down, until one
+answers its greeting, from the source address ``OUTGOINGIP``,
 ``outgoingip`` or ``domainbindings`` name.  Then EHLO (or HELO), STARTTLS
-when offered (opportunistic, unverified, unless ``notlshosts`` says no),
-SMTP AUTH with the route's credentials when ``AUTH_SMTP`` is set, MAIL FROM,
-RCPT TO and DATA, streaming the queued message from disk with CRLF line
-ends and dot-stuffing.  Replies map to qmail-remote's results and report
-texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
+(verified for destinations listed in ``tlsdestinations``, opportunistic
+otherwise, none for ``notlshosts``), SMTP AUTH with the route's
+credentials when ``AUTH_SMTP`` is set, MAIL FROM (BATV-signed with
+``batvkey``), RCPT TO and DATA, streaming the queued message from disk with
+CRLF line ends and dot-stuffing.  Replies map to qmail-remote's results and
+report texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
+``QMAILREMOTE`` replaces all of this with a program; ``ONSUCCESS_REMOTE``,
+``ONFAILURE_REMOTE`` and ``ONTEMPORARY_REMOTE`` run after it
+(:mod:`.remotehooks`).
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import random
 from dataclasses import dataclass
 from typing import Mapping
 
+from pathlib import Path
+
 from twisted.internet import endpoints
 
 from indimail.config.control import ControlFiles
 from indimail.config.environment import Environment
 from indimail.config.home import Home
-from indimail.delivery import mx
+from indimail.delivery import batv, mx, remotehooks
 from indimail.delivery.agent import DeliveryAgent
 from indimail.delivery.lines import quote2
 from indimail.delivery.result import (
@@ -31,7 +40,12 @@ from indimail.delivery.result import (
 from indimail.delivery.smtpclient import (
     DataEncoder, Reply, SMTPClientProtocol, auth_cram, auth_plain, b64, choose_auth,
     ehlo_keywords, xtext)
-from indimail.delivery.smtproutes import PORT_SMTP, Route, routes_for
+from indimail.delivery.qmtpclient import (
+    QMTPClientProtocol, QMTPProtocolError, envelope, message_header)
+from indimail.delivery.qmtproutes import route_for
+from indimail.delivery.smtproutes import PORT_SMTP, Route
+from indimail.delivery.tcpto import MAX_TOLERANCE, MIN_PENALTY, TcpTimeouts
+from indimail.delivery.tlsdestinations import TLSPolicy, VerifyingCreator, tls_policy
 
 CHUNK = 65536
 BIND_IP = "0.0.0.0"
@@ -60,6 +74,9 @@ class Settings:
     bind_ip: str | None = None      # outgoingip / OUTGOINGIP / domainbindings
     auth: str | None = None         # AUTH_SMTP: None = no AUTH, "" = automatic
     starttls: bool = True           # False for notlshosts
+    penalty: int = MIN_PENALTY      # tcpto: seconds a failing address is skipped
+    tolerance: int = MAX_TOLERANCE  # tcpto: errors this close count once
+    batv_sender: str | None = None  # the BATV-signed sender, when signing
 
 
 def same_family(a: str, b: str) -> bool:
@@ -87,8 +104,14 @@ class _NextMX(Exception):
 class _Session:
     """State of one SMTP conversation, for the report texts."""
 
-    def __init__(self, ip: str, sender: str, recipient: str, tls: bool = False):
+    def __init__(self, ip: str, sender: str, recipient: str, tls: bool = False,
+                 attempt: _Attempt | None = None):
         self.ip = ip
+        self.attempt = attempt or _Attempt()
+        self.policy = None             # TLSPolicy when the peer must be verified
+        self.creator = None            # its VerifyingCreator once TLS started
+        self.partner = ip              # the name the certificate must carry
+        self.tcpto_note = ""           # "tcpto interval N " when the table is on
         self.protocol = "SMTPS" if tls else "SMTP"
         self.sender = sender
         self.recipient = recipient
@@ -111,7 +134,7 @@ class _Session:
         if self.critical:
             text += "Possible duplicate! "
         elif self.in_greeting:
-            text += "Will try alternate MX. "
+            text += "Will try alternate MX. " + self.tcpto_note
         return temporary(self.rcpt_prefix + text + "(#4.4.2)")
 
 
@@ -123,6 +146,39 @@ class _LazyResolver:
 
     def __getattr__(self, name):
         return getattr(self._owner._system_resolver(), name)
+
+
+class _Attempt:
+    """What the ON*_REMOTE scripts learn of the last conversation."""
+
+    def __init__(self):
+        self.code: int | None = None    # the last reply's code (None: none came)
+        self.text: str | None = None
+        self.host: str | None = None    # the address connected to (SMTPHOST)
+        self.qmtp = False
+
+
+class _QueueBound(DeliveryAgent):
+    """One delivery's view of a RemoteDelivery with its queue's tcpto."""
+
+    channel = "remote"
+    program = "qmail-remote"
+
+    def __init__(self, owner: "RemoteDelivery", tcpto):
+        self.owner, self.tcpto = owner, tcpto
+        self.reactor, self.threadpool = owner.reactor, owner.threadpool
+
+    def __getattr__(self, name):
+        return getattr(self.owner, name)   # env, control, home ... of the agent
+
+    async def _run(self, mess, sender, recipient, qqeh):
+        return await self.owner._run(mess, sender, recipient, qqeh, self.tcpto)
+
+
+def _partner(target) -> str:
+    """The name a verified certificate must carry: the MX or relay name,
+    or the address for a literal."""
+    return mx.literal(target.name) or target.name.rstrip(".")
 
 
 class RemoteDelivery(DeliveryAgent):
@@ -157,14 +213,15 @@ class RemoteDelivery(DeliveryAgent):
     def _system_resolver(self):
         if self._resolver is None:
             from twisted.names import client
-            self._resolver = client.Resolver(resolv="/etc/resolv.conf", reactor=self.reactor)
+            # RESOLVCONF names another resolv.conf (its nameserver lines)
+            self._resolver = client.Resolver(resolv=self.env.get("RESOLVCONF")
+                                             or "/etc/resolv.conf", reactor=self.reactor)
         return self._resolver
 
     # -- settings (read files: called in a thread) ----------------------------
 
     def settings(self, domain: str, sender: str) -> Settings:
-        routes = routes_for(self.env, self.control)
-        route = routes.lookup(domain, sender)
+        route = route_for(self.env, self.control, domain, sender)
         helo = (self.control.value("helohost") or self.control.value("me")
                 or "localhost")
         bind_ip = self.outgoing_ip(domain)
@@ -174,10 +231,17 @@ class RemoteDelivery(DeliveryAgent):
         auth = self.env.get("AUTH_SMTP")
         if route is None or route.credentials is None:
             auth = None
+        penalty = self.env.int("MIN_PENALTY", MIN_PENALTY)
+        tolerance = self.env.int("MAX_TOLERANCE", MAX_TOLERANCE)
+        if route is not None:
+            penalty = route.penalty if route.penalty is not None else penalty
+            tolerance = route.tolerance if route.tolerance is not None else tolerance
+        signed = batv.sign_for(sender, domain, self.env, self.control, self.clock.seconds())
         return Settings(route, helo, self.control.int("timeoutconnect", 60),
                         self.control.int("timeoutremote", 1200),
                         None if (bind_ip or "") in _UNBOUND else bind_ip, auth,
-                        not self.no_tls(domain, route.host if route else domain))
+                        not self.no_tls(domain, route.host if route else domain),
+                        penalty, tolerance, signed if signed != sender else None)
 
     def no_tls(self, domain: str, host: str) -> bool:
         """qmail-remote's ``notlshosts``: the recipient domain listed in the
@@ -225,13 +289,72 @@ class RemoteDelivery(DeliveryAgent):
                 ip = table.get(lowered[i:])
         return (ip, sender_domain) if ip else None
 
-    async def _run(self, mess, sender: str, recipient: str, qqeh: str) -> DeliveryResult:
+    # -- entry points ---------------------------------------------------------
+
+    async def _deliver(self, queue, msgid, sender, recipient, qqeh) -> DeliveryResult:
+        # the base class's error handling, with the queue's tcpto passed on
+        bound = _QueueBound(self, self.tcpto_for(queue))
+        return await DeliveryAgent._deliver(bound, queue, msgid, sender, recipient, qqeh)
+
+    def tcpto_for(self, queue) -> TcpTimeouts | None:
+        """The queue's ``lock/tcpto`` (``QUEUEDIR``'s when the message does
+        not come from a queue); None turns the downed-host table off."""
+        lock_dir = getattr(queue, "lock_dir", None)
+        if lock_dir is not None:
+            return TcpTimeouts(lock_dir / "tcpto")
+        if self.env.get("QUEUEDIR"):
+            return TcpTimeouts(Path(self.env["QUEUEDIR"]) / "lock" / "tcpto")
+        return None
+
+    async def _run(self, mess, sender: str, recipient: str, qqeh: str,
+                   tcpto: TcpTimeouts | None = None) -> DeliveryResult:
         domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+        hook = self.env.get("QMAILREMOTE")
+        if hook:
+            return await self._run_hook(hook, mess, sender, recipient, qqeh, domain)
+        attempt = _Attempt()
+        try:
+            result = await self._remote(mess, sender, recipient, qqeh, domain, tcpto, attempt)
+        except DeliveryError as exc:
+            result = exc.result
+        if any(self.env.get(name) for name in remotehooks.SCRIPTS.values()):
+            size = await self._size(mess)
+            argv = remotehooks.remote_argv(domain, sender, qqeh, size or 0, recipient)
+            result = await remotehooks.run_result_script(
+                self.reactor, self.env, argv, str(self.home.path), result, attempt.code,
+                attempt.text, attempt.host, attempt.qmtp)
+        return result
+
+    async def _size(self, mess) -> int | None:
+        try:
+            return await self._thread(lambda: os.stat(mess).st_size)
+        except OSError:
+            return None
+
+    async def _run_hook(self, program: str, mess, sender: str, recipient: str, qqeh: str,
+                        domain: str) -> DeliveryResult:
+        """``QMAILREMOTE``: the program delivers, we read its report."""
+        try:
+            fd = await self._thread(remotehooks.open_message, mess)
+        except OSError:
+            raise temporary("Unable to read message. (#4.3.0)") from None
+        try:
+            size = os.fstat(fd).st_size
+            argv = remotehooks.remote_argv(domain, sender, qqeh, size, recipient)
+            return await remotehooks.run_qmailremote(self.reactor, program, argv, self.env,
+                                                     str(self.home.path), fd)
+        finally:
+            os.close(fd)
+
+    async def _remote(self, mess, sender: str, recipient: str, qqeh: str, domain: str,
+                      tcpto: TcpTimeouts | None, attempt: "_Attempt") -> DeliveryResult:
         settings = await self._thread(self.settings, domain, sender)
         route, helo = settings.route, settings.helo
         t_connect, t_remote = settings.timeout_connect, settings.timeout_remote
         host = route.host if route else domain
         port = route.port if route else PORT_SMTP
+        qmtp = attempt.qmtp = bool(route and route.protocol == "qmtp")
+        kind = "QMTP" if qmtp else "SMTP"
         try:
             if route:
                 targets = await mx.resolve_relay(self.resolver, host)
@@ -243,30 +366,65 @@ class RemoteDelivery(DeliveryAgent):
             raise temporary("Sorry, I couldn't find any host by that name. (#4.1.2)")
         if not targets:
             raise permanent("Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)")
-        try:
-            size = await self._thread(lambda: os.stat(mess).st_size)
-        except OSError:
-            raise temporary("Unable to read message. (#4.3.0)") from None
+        if route is None and "DISABLE_CNAME_LOOKUP" not in self.env and "@" in recipient:
+            try:
+                canonical = await mx.canonical(self.resolver, domain)
+            except mx.DNSSoftError:
+                raise temporary("CNAME lookup failed temporarily. (#4.4.3)") from None
+            if canonical.lower() != domain.lower():
+                recipient = recipient[:recipient.rfind("@") + 1] + canonical
+        size = await self._size(mess)
+        if size is None:
+            raise temporary("Unable to read message. (#4.3.0)")
+        if settings.batv_sender is not None:
+            sender = settings.batv_sender
+        penalty, tolerance = settings.penalty, settings.tolerance
+        if penalty == 0:
+            tcpto = None   # a route's penalty 0 turns the table off
         tried: list[str] = []
         last_drop: DeliveryError | None = None
         for target in targets:
+            listed = False
+            if tcpto is not None:
+                down, listed = await self._thread(tcpto.check, target.address, penalty,
+                                                  int(self.clock.seconds()), self.rng)
+                if down:
+                    self.log.info("tcpto: skipping {address}", address=target.address)
+                    continue
             tried.append(target.address)
+            attempt.host = target.address
+            policy = None
+            if not qmtp:
+                policy = await self._thread(self.tls_policy, target, domain, port, settings)
             tls = bool(route and route.implicit_tls)
+            creator = None
+            if tls and isinstance(policy, TLSPolicy):
+                creator = VerifyingCreator(policy, _partner(target))
             bind = settings.bind_ip
-            if bind is not None and same_family(bind, target.address):
-                proto = await self._connect(target.address, port, t_connect, tls, bind)
-            else:
-                proto = await self._connect(target.address, port, t_connect, tls)
+            bind = bind if bind is not None and same_family(bind, target.address) else None
+            proto = await self._open(target.address, port, t_connect, tls, bind, creator, qmtp)
             if proto is None:
+                await self._tcpto_mark(tcpto, target.address, True, tolerance)
                 continue
-            session = _Session(target.address, sender, recipient, tls)
+            if listed:   # a success clears the address's record
+                await self._tcpto_mark(tcpto, target.address, False, tolerance)
+            session = _Session(target.address, sender, recipient, tls, attempt)
+            session.policy, session.creator = policy, creator
+            session.partner = _partner(target)
+            session.tcpto_note = f"tcpto interval {tolerance} " if tcpto is not None else ""
             try:
+                if qmtp:
+                    return await self._qmtp(proto, session, mess, qqeh, t_remote)
+                if creator is not None:
+                    await self._verify_implicit(proto, session, t_remote)
                 return await self._converse(proto, session, helo, mess, qqeh, size, t_remote,
                                             settings)
             except _NextMX:
+                await self._tcpto_mark(tcpto, target.address, True, tolerance)
                 continue
             except DeliveryError as exc:
                 if session.in_greeting and exc.result.status == DEFERRAL:
+                    await self._tcpto_mark(tcpto, target.address, True, tolerance)
                     last_drop = exc  # died in the greeting: try the next address
                     continue
                 raise
@@ -274,10 +432,53 @@ class RemoteDelivery(DeliveryAgent):
                 proto.close()
         if last_drop is not None:
             raise last_drop
-        where = (f" to {','.join(tried)} port {port} bind IP [{settings.bind_ip or BIND_IP}]"
-                 if tried else "")
-        raise temporary(
-            f"Sorry, I wasn't able to establish a SMTP connection for {host}{where}. (#4.4.1)")
+        if not tried:
+            raise temporary(f"Sorry, I wasn't able to establish a {kind} connection for "
+                            f"{host}. (#4.4.1)")
+        bound = "" if qmtp else f" bind IP [{settings.bind_ip or BIND_IP}]"
+        raise temporary(f"Sorry, I wasn't able to establish a {kind} connection for {host} "
+                        f"to {','.join(tried)} port {port}{bound}. (#4.4.1)")
+
+    async def _tcpto_mark(self, tcpto, address: str, failed: bool, tolerance: int) -> None:
+        if tcpto is None:
+            return
+        try:
+            await self._thread(tcpto.record, address, failed, tolerance,
+                               int(self.clock.seconds()))
+        except OSError as exc:
+            self.log.warn("tcpto: {error}", error=str(exc))
+
+    def tls_policy(self, target, domain: str, port: int, settings: "Settings"):
+        """TLSPolicy, False (no TLS) or None (opportunistic).  Reads files."""
+        if not settings.starttls:
+            return False
+        return tls_policy(self.env, self.control, self.home.certs, _partner(target), domain,
+                          port)
+
+    async def _open(self, address: str, port: int, timeout: int, tls: bool,
+                    bind: str | None, creator, qmtp: bool):
+        """Connect, keeping the older ``_connect`` hook for tests."""
+        if qmtp or creator is not None:
+            return await self._connect_with(address, port, timeout, bind, creator,
+                                            QMTPClientProtocol() if qmtp else
+                                            SMTPClientProtocol())
+        if bind is not None:
+            return await self._connect(address, port, timeout, tls, bind)
+        return await self._connect(address, port, timeout, tls)
+
+    async def _connect_with(self, address: str, port: int, timeout: int, bind, creator,
+                            proto):
+        bind_address = (bind, 0) if bind else None
+        cls = endpoints.TCP6ClientEndpoint if ":" in address else endpoints.TCP4ClientEndpoint
+        endpoint = cls(self.reactor, address, port, timeout=timeout, bindAddress=bind_address)
+        if creator is not None:
+            endpoint = endpoints.wrapClientTLS(creator, endpoint)
+        try:
+            return await endpoints.connectProtocol(endpoint, proto)
+        except Exception as exc:
+            self.log.info("connect to {address}:{port} failed: {error}",
+                          address=address, port=port, error=str(exc))
+            return None
 
     async def _connect(self, address: str, port: int, timeout: int, tls: bool = False,
                        bind: str | None = None):
@@ -304,7 +505,12 @@ class RemoteDelivery(DeliveryAgent):
         d = proto.next_reply()
         d.addTimeout(timeout, self.clock)
         try:
-            return await d
+            reply = await d
+            if isinstance(reply, Reply):
+                session.attempt.code, session.attempt.text = reply.code, reply.text
+            elif hasattr(reply, "status"):
+                session.attempt.text = reply.text
+            return reply
         except Exception as exc:
             proto.abort()
             if session.handshake and tls_failure(exc):
@@ -338,12 +544,25 @@ class RemoteDelivery(DeliveryAgent):
 
         reply, esmtp = await self._ehlo(proto, session, helo, timeout)
         keywords = ehlo_keywords(reply) if esmtp else {}
-        starttls = settings is None or settings.starttls
-        if esmtp and starttls and not session.tls and "STARTTLS" in keywords:
+        policy = session.policy if isinstance(session.policy, TLSPolicy) else None
+        starttls = (settings is None or settings.starttls) and session.policy is not False
+        offered = esmtp and "STARTTLS" in keywords
+        if policy is not None and not session.tls and not offered:
+            raise self._quit(proto, session, DEFERRAL, f"No TLS achieved while {policy.label} "
+                             f"exists; connecting to {ip}", None)
+        if starttls and not session.tls and offered:
             proto.command("STARTTLS")
             reply = await self._reply(proto, session, timeout)
-            if reply.code == 220 and proto.start_tls(self._tls_options()):
+            if reply.code != 220 and policy is not None:
+                raise self._quit(proto, session, DEFERRAL, f"STARTTLS rejected while "
+                                 f"{policy.label} exists; connecting to {ip}", reply)
+            options = (VerifyingCreator(policy, session.partner) if policy is not None
+                       else self._tls_options())
+            if reply.code == 220 and proto.start_tls(options):
                 session.tls = session.handshake = True
+                if policy is not None:
+                    session.creator = options
+                    await self._verify_peer(proto, session, timeout)
                 reply, esmtp = await self._ehlo(proto, session, helo, timeout)
                 session.handshake = False
                 keywords = ehlo_keywords(reply) if esmtp else {}
@@ -405,6 +624,29 @@ class RemoteDelivery(DeliveryAgent):
                              "was rejected :(", reply)
         return reply, esmtp
 
+    async def _verify_peer(self, proto, session: _Session, timeout: int) -> None:
+        """Wait for the TLS handshake, then judge the certificate against
+        the destination's policy (tlsdestinations / tlshosts)."""
+        d = proto.when_handshake()
+        d.addTimeout(timeout, self.clock)
+        try:
+            await d
+        except Exception as exc:
+            proto.abort()
+            reason = tls_failure(exc)
+            if reason:
+                raise temporary(f"TLS connect failed: {reason}; connected to {session.ip}.") \
+                    from None
+            raise session.dropped() from None
+        problem = session.creator.check()
+        if problem is not None:
+            proto.command("QUIT")
+            raise temporary(f"{problem}; connected to {session.ip}.")
+
+    async def _verify_implicit(self, proto, session: _Session, timeout: int) -> None:
+        """SMTPS to a listed destination: verify before the greeting."""
+        await self._verify_peer(proto, session, timeout)
+
     def _tls_options(self):
         """Opportunistic STARTTLS: like qmail-remote without
         ``tlsdestinations``, the peer's certificate is not verified."""
@@ -456,6 +698,17 @@ class RemoteDelivery(DeliveryAgent):
         if qqeh:
             proto.send(qqeh.encode("utf-8", "surrogateescape").replace(b"\n", b"\r\n"))
         encoder = DataEncoder()
+        await self._stream(proto, session, mess, timeout, encoder.feed)
+        if not encoder.complete:
+            proto.abort()  # never send the dot: the peer must drop it
+            raise permanent("SMTP cannot transfer messages with partial final lines. (#5.6.2)")
+        session.critical = True
+        proto.send(b".\r\n")
+
+
+    async def _stream(self, proto, session: _Session, mess, timeout: int, encode) -> None:
+        """Send the mess file through *encode*, chunk by chunk, waiting
+        for the transport to drain (memory stays flat)."""
         try:
             source = await self._thread(open, mess, "rb")
         except OSError:
@@ -470,15 +723,33 @@ class RemoteDelivery(DeliveryAgent):
                     raise temporary("Unable to read message. (#4.3.0)") from None
                 if not chunk:
                     break
-                proto.send(encoder.feed(chunk))
+                proto.send(encode(chunk))
                 await self._drain(proto, session, timeout)
         finally:
             source.close()
-        if not encoder.complete:
-            proto.abort()  # never send the dot: the peer must drop it
-            raise permanent("SMTP cannot transfer messages with partial final lines. (#5.6.2)")
+
+    async def _qmtp(self, proto, session: _Session, mess, qqeh: str,
+                    timeout: int) -> DeliveryResult:
+        """One QMTP transaction (qmail-remote's ``qmtp()``): the message
+        netstring (queue extra headers first), sender, recipient; then the
+        recipient's K/Z/D answer."""
+        extra = qqeh.encode("utf-8", "surrogateescape")
+        size = await self._thread(lambda: os.stat(mess).st_size)
+        proto.send(message_header(len(extra) + size) + extra)
+        await self._stream(proto, session, mess, timeout, lambda chunk: chunk)
+        proto.send(envelope(session.sender, [session.recipient]))
         session.critical = True
-        proto.send(b".\r\n")
+        reply = await self._reply(proto, session, timeout)
+        session.critical = False
+        if isinstance(reply, QMTPProtocolError):
+            proto.abort()
+            raise temporary("recipient did not talk proper QMTP (#4.3.0)")
+        said = "Remote host said: " + reply.text
+        ip = session.ip
+        if reply.status == "K":
+            return DeliveryResult(SUCCESS, f"{said}\n{ip} accepted message - Protocol QMTP")
+        status = FAILURE if reply.status == "D" else DEFERRAL
+        raise DeliveryError(status, f"{said}\nGiving up on {ip} - Protocol QMTP")
 
 
 __all__ = ["RemoteDelivery", "outsafe"]

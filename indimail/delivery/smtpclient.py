@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from twisted.internet import defer, protocol
 from zope.interface import implementer
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 
 MAX_TEXT = 5000  # qmail-remote's HUGESMTPTEXT
 
@@ -124,7 +124,7 @@ class DataEncoder:
         return self.at_line_start
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class SMTPClientProtocol(protocol.Protocol):
     """Bytes ↔ replies; commands are written with :meth:`send`."""
 
@@ -137,6 +137,8 @@ class SMTPClientProtocol(protocol.Protocol):
         self._paused = False
         self._resumed: defer.Deferred | None = None
         self._lost_waiters: list[defer.Deferred] = []
+        self._handshake_waiters: list[defer.Deferred] = []
+        self.handshake_done = False
 
     # -- transport side -----------------------------------------------------
 
@@ -154,11 +156,33 @@ class SMTPClientProtocol(protocol.Protocol):
         if len(line) >= 4 and line[3] == "-":
             return
         reply, self._lines = parse_reply(self._lines), []
+        self._push(reply)
+
+    def _push(self, reply) -> None:
+        """Hand a complete reply to the waiting reader, or keep it."""
         if self._waiter is not None:
             waiter, self._waiter = self._waiter, None
             waiter.callback(reply)
         else:
             self._replies.append(reply)
+
+    def handshakeCompleted(self):
+        """IHandshakeListener: the TLS handshake is done."""
+        self.handshake_done = True
+        waiters, self._handshake_waiters = self._handshake_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def when_handshake(self) -> defer.Deferred:
+        """Fires once the TLS handshake completed; errbacks if the
+        connection is lost first."""
+        if self.handshake_done:
+            return defer.succeed(None)
+        if self._lost is not None:
+            return defer.fail(self._lost)
+        d = defer.Deferred(lambda d: self._handshake_waiters.remove(d))
+        self._handshake_waiters.append(d)
+        return d
 
     def when_lost(self) -> defer.Deferred:
         """Fires (with None) once the connection is gone."""
@@ -180,6 +204,9 @@ class SMTPClientProtocol(protocol.Protocol):
         if self._resumed is not None:
             resumed, self._resumed = self._resumed, None
             resumed.errback(reason)
+        handshakes, self._handshake_waiters = self._handshake_waiters, []
+        for d in handshakes:
+            d.errback(reason)
 
     def pauseProducing(self):
         self._paused = True

@@ -7,6 +7,12 @@ For host ``mail.example.com`` the keys tried are ``mail.example.com``,
 route); the first key found decides, and an empty relay means "use MX".
 With the null sender the key ``!@`` (the bounce route) is tried first.
 Keys are case-insensitive.
+
+``penalty`` and ``max_tolerance`` tune the downed-host table (``tcpto``)
+for the route: how long an address that keeps timing out is skipped
+(default ``MIN_PENALTY`` or 3600 s; 0 turns the table off for the route)
+and within how many seconds repeated errors count once (``MAX_TOLERANCE``
+or 120 s).  Port 465 means SMTPS (TLS from the first byte).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 PORT_SMTP = 25
+PORT_QMTP = 209
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Route:
     port: int = PORT_SMTP
     penalty: int | None = None
     tolerance: int | None = None
+    protocol: str = "smtp"          # "qmtp" for a qmtproutes entry
     # SMTP AUTH credentials (``relay:port user password``); left out of
     # equality and repr so a password never shows in logs.
     user: str | None = field(default=None, compare=False, repr=False)
@@ -40,7 +48,7 @@ class Route:
     @property
     def implicit_tls(self) -> bool:
         """Port 465 means SMTPS (reference §8)."""
-        return self.port == 465
+        return self.protocol == "smtp" and self.port == 465
 
 
 def _leading_int(text: str) -> int | None:
@@ -52,10 +60,11 @@ def _leading_int(text: str) -> int | None:
     return int(digits) if digits else None
 
 
-def parse_relay(value: str) -> Route | None:
+def parse_relay(value: str, protocol: str = "smtp") -> Route | None:
     """``relay[:port[:penalty:tolerance]][ user password]``; None for an
     empty relay (use MX).  Like qmail-remote, the user ends at the next
-    space and the password is the rest of the line."""
+    space and the password is the rest of the line.  The default port is
+    25, or 209 for a QMTP route."""
     value, _, creds = value.partition(" ")
     user, _, password = creds.partition(" ")
     host, _, rest = value.partition(":")
@@ -65,12 +74,15 @@ def parse_relay(value: str) -> Route | None:
     port = _leading_int(fields[0]) if fields and fields[0] else None
     penalty = _leading_int(fields[1]) if len(fields) > 1 and fields[1] else None
     tolerance = _leading_int(fields[2]) if len(fields) > 2 and fields[2] else None
-    return Route(host, PORT_SMTP if port is None else port, penalty, tolerance,
+    default = PORT_QMTP if protocol == "qmtp" else PORT_SMTP
+    return Route(host, default if port is None else port, penalty, tolerance, protocol,
                  user or None, password or None)
 
 
 class SmtpRoutes:
     """A parsed routes table."""
+
+    protocol = "smtp"
 
     def __init__(self, entries: Iterable[tuple[str, str]]):
         self.table: dict[str, str] = {}
@@ -101,7 +113,7 @@ class SmtpRoutes:
         """(matched, route): matched is False when no key applies at all;
         route is None for "use MX"."""
         if sender == "" and "!@" in self.table:
-            bounce_route = parse_relay(self.table["!@"])
+            bounce_route = parse_relay(self.table["!@"], self.protocol)
             if bounce_route is not None:  # an empty bounce route falls through
                 return True, bounce_route
         host = host.lower()
@@ -109,7 +121,7 @@ class SmtpRoutes:
             if i == 0 or i == len(host) or host[i] == ".":
                 value = self.table.get(host[i:])
                 if value is not None:
-                    return True, parse_relay(value)
+                    return True, parse_relay(value, self.protocol)
         return False, None
 
     def lookup(self, host: str, sender: str | None = None) -> Route | None:
@@ -118,9 +130,13 @@ class SmtpRoutes:
 
 
 def routes_for(env, control) -> SmtpRoutes:
-    """``SMTPROUTE`` from *env* when set, else ``control/smtproutes``
-    (``SMTPROUTESFILE`` names another control file).  Reads files."""
+    """``SMTPROUTE`` (else ``X-SMTPROUTES``) from *env* when set, else
+    ``control/smtproutes`` (``SMTPROUTEFILE``, or ``SMTPROUTESFILE``, names
+    another control file).  Reads files."""
     value = env.get("SMTPROUTE")
+    if value is None:
+        value = env.get("X-SMTPROUTES")
     if value is not None:
         return SmtpRoutes.from_variable(value)
-    return SmtpRoutes.from_lines(control.lines(env.get("SMTPROUTESFILE") or "smtproutes"))
+    name = env.get("SMTPROUTEFILE") or env.get("SMTPROUTESFILE") or "smtproutes"
+    return SmtpRoutes.from_lines(control.lines(name))
