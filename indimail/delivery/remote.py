@@ -20,6 +20,7 @@ report texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from dataclasses import dataclass
@@ -308,6 +309,18 @@ class RemoteDelivery(DeliveryAgent):
 
     async def _run(self, mess, sender: str, recipient: str, qqeh: str,
                    tcpto: TcpTimeouts | None = None) -> DeliveryResult:
+        """One delivery in its own environment: ``fromd.envrules`` and
+        ``rcpt.envrules`` may change routes, hooks, BATV, OUTGOINGIP... for
+        this sender and recipient (a copy of the agent carries that env)."""
+        env = await self._thread(self.delivery_env, sender, recipient)
+        agent = self
+        if env is not self.env:
+            agent = copy.copy(self)
+            agent.env = env
+        return await agent._run_in_env(mess, sender, recipient, qqeh, tcpto)
+
+    async def _run_in_env(self, mess, sender: str, recipient: str, qqeh: str,
+                          tcpto: TcpTimeouts | None = None) -> DeliveryResult:
         domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
         hook = self.env.get("QMAILREMOTE")
         if hook:

@@ -240,6 +240,20 @@ class RemoteTests(ScriptedServerCase):
         self.assertEqual(result.status, "success")
         self.assertEqual(len(server.messages), 1)
 
+    async def test_rcpt_envrules_change_the_route_of_one_recipient(self):
+        """rcpt.envrules at delivery time: SMTPROUTE set for one recipient sends
+        it to another relay; other recipients keep the service's route."""
+        first, first_port = self.serve()
+        second, second_port = self.serve()
+        (self.home.control / "rcpt.envrules").write_text(
+            f"vip@remote.test:SMTPROUTE=:127.0.0.1:{second_port}\n")
+        agent = self.agent(f":127.0.0.1:{first_port}")
+        plain = await self.deliver(agent, recipient="carol@remote.test")
+        vip = await self.deliver(agent, recipient="vip@remote.test")
+        self.assertEqual((plain.status, vip.status), ("success", "success"))
+        self.assertEqual((len(first.messages), len(second.messages)), (1, 1))
+        self.assertIn("RCPT TO:<vip@remote.test>", second.commands)
+
 
 class SmtpSinkTests(TestCase):
     """Delivery to Postfix's smtp-sink, a real independent SMTP server."""
