@@ -42,7 +42,7 @@ def _spool(source) -> str:
     return path
 
 
-async def _run(reactor, instruction: str, env: dict) -> int:
+async def _run(reactor, instruction: str, env: dict, vfilter: bool = False) -> int:
     from indimail.queue.enqueue import Enqueuer
     from indimail.vdomain.store import open_store
 
@@ -96,7 +96,8 @@ async def _run(reactor, instruction: str, env: dict) -> int:
             engine = VDeliverMail(store, thread=thread, forward=forward, program=program,
                                   relay=relay)
             result = await engine.deliver(Request(message, sender, env["EXT"], host,
-                                                  instruction, rp + dt, env=env))
+                                                  instruction, rp + dt, env=env,
+                                                  vfilter=vfilter))
         finally:
             store.close()
             enqueuer.close()
@@ -107,16 +108,16 @@ async def _run(reactor, instruction: str, env: dict) -> int:
         os.unlink(message)
 
 
-def main(argv=None) -> None:
+def main(argv=None, prog: str = "vdelivermail") -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) != 2:
-        sys.stderr.write("vdelivermail: invalid number of arguments\n" + USAGE + "\n")
+        sys.stderr.write(f"{prog}: invalid number of arguments\n" + USAGE + "\n")
         sys.exit(111)
     env = dict(os.environ)
     env.pop("SPAMFILTER", None)
 
     def run(reactor):
-        d = defer.Deferred.fromCoroutine(_run(reactor, argv[1], env))
+        d = defer.Deferred.fromCoroutine(_run(reactor, argv[1], env, prog == "vfilter"))
 
         def done(code):
             sys.stdout.flush()

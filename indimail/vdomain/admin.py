@@ -214,6 +214,8 @@ class Admin:
     def _drop_domain_files(self, domain: str, tree: bool) -> None:
         remove_domain_entries(self.home, domain)
         self._newu()
+        if self.domain_dir(domain).is_symlink():     # an alias domain's link
+            self.domain_dir(domain).unlink()
         if tree:
             shutil.rmtree(self.domain_dir(domain), ignore_errors=True)
 
@@ -461,7 +463,8 @@ def run_cli(prog: str, usage: str, shortopts: str, body, argv=None) -> None:
     """Parse ``--home`` and *shortopts* (getopt, as IndiMail does), open the
     home's store, run ``body(admin, opts, args)`` under ``task.react`` and exit.
     The body returns an exit status, None (0), or the subject (domain or
-    address) of a change, for which the post-execution handle runs."""
+    address, or a tuple of the arguments upstream passes) of a change, for
+    which the post-execution handle runs."""
     import getopt
 
     from twisted.internet import task
@@ -498,7 +501,7 @@ def run_cli(prog: str, usage: str, shortopts: str, body, argv=None) -> None:
         finally:
             store.close()
         sys.stdout.flush()
-        if isinstance(status, str):
+        if isinstance(status, (str, tuple)):
             return await post_handle(reactor, prog, status, home, os.environ)
         return status or 0
 
@@ -522,9 +525,10 @@ def handle_path(prog: str, home: Home, env) -> str:
     return env.get("POST_HANDLE") or str(Path(home.path) / "libexec" / prog)
 
 
-def post_handle(reactor, prog: str, subject: str, home: Home, env) -> defer.Deferred:
-    """Run the post-execution handle with *subject* on our stdout/stderr; its
-    exit status becomes ours.  No handle installed: status 0."""
+def post_handle(reactor, prog: str, subject, home: Home, env) -> defer.Deferred:
+    """Run the post-execution handle with *subject* (one argument, or a tuple
+    of them) on our stdout/stderr; its exit status becomes ours.  No handle
+    installed: status 0."""
     from twisted.internet import error, protocol
 
     path = handle_path(prog, home, env)
@@ -540,7 +544,8 @@ def post_handle(reactor, prog: str, subject: str, home: Home, env) -> defer.Defe
                 code = getattr(reason.value, "exitCode", None)
                 done.callback(code if code is not None else 111)
 
-    reactor.spawnProcess(Handle(), path, [path, subject], env=dict(env),
+    args = [subject] if isinstance(subject, str) else list(subject)
+    reactor.spawnProcess(Handle(), path, [path, *args], env=dict(env),
                          childFDs={0: 0, 1: 1, 2: 2})
     return done
 

@@ -160,12 +160,14 @@ class MaildirSize:
         finally:
             os.close(fd)
 
-    def reserve(self, quota: Quota, msgsize: int, now: float) -> tuple[bool, Usage]:
-        """Add ``<msgsize> 1`` when the message fits; (fits, usage before)."""
+    def reserve(self, quota: Quota, msgsize: int, now: float,
+                force_upto: int = 0) -> tuple[bool, Usage]:
+        """Add ``<msgsize> 1`` when the message fits, or is no bigger than
+        *force_upto* (upstream's OVERQUOTA_MAILSIZE); (fits, usage before)."""
         fd = self._locked()
         try:
             usage = self._current(fd, quota, now)
-            if over_quota(quota, usage, msgsize):
+            if over_quota(quota, usage, msgsize) and msgsize > force_upto:
                 return False, usage
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, f"{msgsize} 1\n".encode())

@@ -13,8 +13,17 @@ import re
 
 _TS = "timestamp TIMESTAMP DEFAULT CURRENT_TIMESTAMP on update CURRENT_TIMESTAMP NOT NULL"
 
+# IndiMail's pw_passwd is char(128); the seed's SCRAM forms (with the
+# crypt hash for PLAIN appended, and -C's hex salted password and clear
+# text) run to ~280 characters, so tables we create get room for them.
+# Existing tables are left alone; the store refuses a form that does not
+# fit rather than let MySQL truncate it (see VStore.check_passwd_width).
+PASSWD_WIDTH = 512
+INDIMAIL_PASSWD_WIDTH = 128
+
 USER_LAYOUT = (
-    "pw_name char(40) not null, pw_domain char(67) not null, pw_passwd char(128) not null, "
+    "pw_name char(40) not null, pw_domain char(67) not null, "
+    f"pw_passwd varchar({PASSWD_WIDTH}) not null, "
     "pw_uid int, pw_gid int, pw_gecos char(48) not null, pw_dir char(156), pw_shell char(30), "
     f"{_TS}, primary key (pw_name, pw_domain), index pw_gecos (pw_gecos(25)), index pw_uid (pw_uid)")
 

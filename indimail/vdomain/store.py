@@ -96,6 +96,7 @@ class VStore:
         self.pool_max = pool_max
         self.pool: adbapi.ConnectionPool | None = None
         self._control_tables: set[str] = set()
+        self._passwd_width: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------
 
@@ -142,6 +143,23 @@ class VStore:
         for table, layout in schema.LAYOUTS.items():
             for statement in self.backend.ddl(table, layout):
                 txn.execute(statement)
+        if not isinstance(self.backend, SqliteBackend):
+            txn.execute("SELECT TABLE_NAME, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'pw_passwd' "
+                        "AND TABLE_NAME IN ('indimail', 'indibak')")
+            self._passwd_width = {t: int(w) for t, w in txn.fetchall() if w}
+
+    def check_passwd_width(self, user: VUser) -> None:
+        """StoreError when *user*'s pw_passwd is wider than the table's column
+        (an IndiMail-made char(128) table and a SCRAM form): MySQL would
+        truncate it and the password would never match again."""
+        table = INACTIVE if user.inactive else ACTIVE
+        width = self._passwd_width.get(table)
+        if width and len(user.pw_passwd) > width:
+            raise StoreError(
+                f"password form of {len(user.pw_passwd)} characters does not fit "
+                f"{table}.pw_passwd ({width}); widen it with: ALTER TABLE {table} MODIFY "
+                f"pw_passwd varchar({schema.PASSWD_WIDTH}) not null")
 
     def close(self) -> None:
         """Stop the pool's threads and close its connections."""
@@ -293,6 +311,7 @@ class VStore:
     async def add_user(self, user: VUser) -> None:
         """Insert *user* into indimail (or indibak when inactive); UserExists if present."""
         user = user.with_(pw_name=_lower(user.pw_name), pw_domain=_lower(user.pw_domain))
+        self.check_passwd_width(user)
         table = INACTIVE if user.inactive else ACTIVE
         values = [getattr(user, c) for c in USER_COLUMNS]
 
@@ -337,6 +356,7 @@ class VStore:
     @deferred
     async def update_user(self, user: VUser) -> bool:
         """Write *user*'s fields to the row of its table (``inactive`` picks it)."""
+        self.check_passwd_width(user)
         table = INACTIVE if user.inactive else ACTIVE
         cols = USER_COLUMNS[2:]
         sets = ", ".join(f"{c} = %s" for c in cols)
@@ -359,6 +379,33 @@ class VStore:
             self._x(txn, "DELETE FROM vfilter WHERE emailid = %s", f"{name}@{domain}")
             return found > 0
         return await self._interaction(run)
+
+    @deferred
+    async def rename_user(self, old: VUser, new: VUser) -> None:
+        """Move *old*'s row to *new*'s name, domain and directory, with its
+        per-user rows (valias, vfilter, hostcntrl, lastauth, userquota)."""
+        new = new.with_(pw_name=_lower(new.pw_name), pw_domain=_lower(new.pw_domain))
+        self.check_passwd_width(new)
+        on, od, nn, nd = _lower(old.pw_name), _lower(old.pw_domain), new.pw_name, new.pw_domain
+        table = INACTIVE if old.inactive else ACTIVE
+
+        def run(txn):
+            for t in (ACTIVE, INACTIVE):
+                if self._x(txn, f"SELECT pw_name FROM {t} WHERE pw_name = %s AND pw_domain = %s",
+                           nn, nd).fetchall():
+                    raise UserExists(f"user {new.address} exists")
+            self._x(txn, f"UPDATE {table} SET pw_name = %s, pw_domain = %s, pw_dir = %s "
+                         "WHERE pw_name = %s AND pw_domain = %s", nn, nd, new.pw_dir, on, od)
+            self._x(txn, "UPDATE hostcntrl SET pw_name = %s, pw_domain = %s "
+                         "WHERE pw_name = %s AND pw_domain = %s", nn, nd, on, od)
+            for t in ("lastauth", "userquota"):
+                self._x(txn, f"UPDATE {t} SET user = %s, domain = %s WHERE user = %s "
+                             "AND domain = %s", nn, nd, on, od)
+            self._x(txn, "UPDATE valias SET alias = %s, domain = %s WHERE alias = %s "
+                         "AND domain = %s", nn, nd, on, od)
+            self._x(txn, "UPDATE vfilter SET emailid = %s WHERE emailid = %s",
+                    f"{nn}@{nd}", f"{on}@{od}")
+        await self._interaction(run)
 
     @deferred
     async def set_inactive(self, name: str, domain: str, inactive: bool) -> bool:
@@ -399,16 +446,33 @@ class VStore:
     # -- cluster: hostcntrl, host_table, smtp_port ------------------------
 
     @deferred
-    async def set_mailstore(self, name: str, domain: str, host: str, passwd: str = "") -> None:
+    async def set_mailstore(self, name: str, domain: str, host: str, passwd: str = "",
+                            now: float | None = None) -> None:
         """Record that the user's mailbox lives on *host* (hostcntrl)."""
-        await self._operation("REPLACE INTO hostcntrl (pw_name, pw_domain, pw_passwd, host) "
-                              "VALUES (%s, %s, %s, %s)", _lower(name), _lower(domain), passwd, host)
+        await self._operation("REPLACE INTO hostcntrl (pw_name, pw_domain, pw_passwd, host, "
+                              "timestamp) VALUES (%s, %s, %s, %s, %s)", _lower(name),
+                              _lower(domain), passwd, host,
+                              _sqltime(time.time() if now is None else now))
 
     @deferred
     async def mailstore(self, name: str, domain: str) -> str | None:
         row = await self._first("SELECT host FROM hostcntrl WHERE pw_name = %s AND pw_domain = %s",
                                 _lower(name), _lower(domain))
         return row[0] if row else None
+
+    @deferred
+    async def mailstores(self) -> list[tuple[str, str, str, float | None]]:
+        """Every hostcntrl row: (user, domain, host, time added), by domain and user."""
+        rows = await self._query("SELECT pw_name, pw_domain, host, timestamp FROM hostcntrl "
+                                 "ORDER BY pw_domain, pw_name")
+        return [(n, d, h, _epoch(t)) for n, d, h, t in rows]
+
+    @deferred
+    async def mailstore_row(self, name: str, domain: str) -> tuple[str, float | None] | None:
+        """(host, time added) of the user's hostcntrl row, or None."""
+        row = await self._first("SELECT host, timestamp FROM hostcntrl WHERE pw_name = %s "
+                                "AND pw_domain = %s", _lower(name), _lower(domain))
+        return (row[0], _epoch(row[1])) if row else None
 
     @deferred
     async def delete_mailstore(self, name: str, domain: str) -> bool:
@@ -510,6 +574,20 @@ class VStore:
                                  "ORDER BY alias, valias_line", _lower(domain))
         return [(a, line) for a, line in rows]
 
+    @deferred
+    async def update_alias_line(self, alias: str, domain: str, old: str, new: str) -> int:
+        """Replace line *old* of *alias* by *new* (valias -u); how many changed."""
+        return await self._count("UPDATE valias SET valias_line = %s WHERE alias = %s AND "
+                                 "domain = %s AND valias_line = %s", new, _lower(alias),
+                                 _lower(domain), old)
+
+    @deferred
+    async def aliases_to(self, target: str) -> list[tuple[str, str]]:
+        """(alias, domain) of the aliases with a line naming *target* (valias -t)."""
+        rows = await self._query("SELECT alias, domain FROM valias WHERE valias_line = %s OR "
+                                 "valias_line = %s ORDER BY domain, alias", target, "&" + target)
+        return [(a, d) for a, d in rows]
+
     # -- vlimits -----------------------------------------------------------
 
     @deferred
@@ -579,6 +657,7 @@ class VStore:
 
     @deferred
     async def add_filter(self, rule: VFilter) -> None:
+        rule = VFilter(_lower(rule.emailid), *[getattr(rule, c) for c in FILTER_COLUMNS[1:]])
         marks = ", ".join(["%s"] * len(FILTER_COLUMNS))
         try:
             await self._operation(f"INSERT INTO vfilter ({', '.join(FILTER_COLUMNS)}) "
@@ -593,6 +672,28 @@ class VStore:
                                  "WHERE emailid = %s ORDER BY filter_no", _lower(emailid))
         return [VFilter(r[0], int(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6], r[7], int(r[8]))
                 for r in rows]
+
+    @deferred
+    async def next_filter_no(self, emailid: str) -> int:
+        """The lowest free filter number from 2 up (0 and 1 belong to
+        comparisons 5 and 6), as upstream ``vfilter_filterNo``."""
+        rows = await self._query("SELECT filter_no FROM vfilter WHERE emailid = %s AND "
+                                 "filter_no > 1 ORDER BY filter_no", _lower(emailid))
+        number = 2
+        for (taken,) in rows:
+            if int(taken) != number:
+                break
+            number += 1
+        return number
+
+    @deferred
+    async def update_filter(self, rule: VFilter) -> int:
+        """Rewrite rule *rule.filter_no* of *rule.emailid*; how many rows changed."""
+        cols = FILTER_COLUMNS[2:]
+        sets = ", ".join(f"{c} = %s" for c in cols)
+        return await self._count(f"UPDATE vfilter SET {sets} WHERE emailid = %s AND "
+                                 "filter_no = %s", *[getattr(rule, c) for c in cols],
+                                 _lower(rule.emailid), rule.filter_no)
 
     @deferred
     async def delete_filter(self, emailid: str, filter_no: int | None = None) -> int:

@@ -4,13 +4,18 @@ A domain's ``.qmail-default`` runs ``vdelivermail '' <instruction>``; the
 user is ``$EXT`` (``postmaster`` when empty) at ``$HOST``.  The user is looked
 up in the store (the domain may be an alias domain); a user with valias lines
 (or a ``.qmail`` in its directory) gets those lines, otherwise the message goes
-to ``<pw_dir>/Maildir/`` under the Maildir++ quota of ``pw_shell``.  An unknown
+to ``<pw_dir>/Maildir/`` under the Maildir++ quota of ``pw_shell``.  A user
+not in the local database whose hostcntrl host is another mail store is
+relayed there (cluster routing).  An unknown
 or inactive user gets the instruction: ``delete``, ``bounce-no-mailbox``, a
 Maildir path, an address to forward to, or ``domain:ip:port`` (relay over
 SMTP to a peer, as qmail-remote with that ``SMTPROUTE``).  Over quota the
 mail bounces, or waits when ``Maildir/holdoverquota`` exists.  ``ELIMINATE_DUPS`` drops a copy
 whose header (less Received/Delivered-To) was delivered within
-``DUPLICATE_INTERVAL`` seconds (ismaildup).
+``DUPLICATE_INTERVAL`` seconds (ismaildup).  Run as ``vfilter`` (the
+``vfilter`` flag of the request) the rules of the vfilter table are applied
+first.  After a delivery ``QUOTAWARNn`` may warn the user; over quota the
+userquota row and the BOUNCE_MAIL flag are set (vset_lastdeliver).
 
 The engine is reactor code: the store answers Deferreds, file work runs through
 the *thread* callable given, programs and forwards through the callables of
@@ -23,7 +28,7 @@ import fcntl
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 
@@ -33,6 +38,7 @@ from indimail.delivery.maildir import MaildirWriter
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
 
+from . import cluster, vfilter, warning
 from .flags import BOUNCE_MAIL
 from .maildirsize import MaildirSize, Usage, count_maildir
 from .quota import Quota, QuotaError
@@ -75,6 +81,7 @@ class Request:
     instruction: str      # the last argument: what to do with unknown users
     prefix: bytes         # Return-Path + Delivered-To (+ QQEH) lines
     env: Mapping[str, str] = field(default_factory=dict)
+    vfilter: bool = False  # run as vfilter: apply the vfilter rules first
 
     def flag(self, name: str) -> bool:
         value = self.env.get(name)
@@ -134,10 +141,103 @@ class VDeliverMail:
         if vuser is None:
             if aliases:
                 return await self._lines(req, aliases, user, real)
+            routed = await self._cluster(req, user, real)
+            if routed is not None:
+                return routed
             return await self._reject(req, user, real, 1)
         if vuser.inactive and not req.flag("ALLOW_INACTIVE"):
             return await self._reject(req, vuser.pw_name, real, 0)
-        return await self._process(req, vuser, real, msgsize)
+        if req.vfilter:
+            verdict = await self._filter(req, vuser, real)
+            if verdict is not None:
+                return await self._filtered(req, vuser, real, msgsize, verdict)
+        result = await self._process(req, vuser, real, msgsize)
+        if vuser.pw_gecos.startswith("MailGroup "):     # keep groups from going inactive
+            await self._bookkeep(self.store.record_auth, vuser.pw_name, real, "deli", "",
+                                 self.clock(), 0, vuser.pw_gecos[10:])
+        return result
+
+    async def _bookkeep(self, fn, *args) -> None:
+        """A bookkeeping write whose failure must not fail (and so repeat) a delivery."""
+        try:
+            await fn(*args)
+        except Exception:
+            log.failure("vdelivermail bookkeeping")
+
+    # -- cluster routing -----------------------------------------------------
+
+    async def _cluster(self, req: Request, user: str, domain: str) -> DeliveryResult | None:
+        """Relay to the mail store hostcntrl names for a user we do not hold."""
+        if self.relay is None:
+            return None
+        try:
+            hostid = await self.thread(cluster.local_hostid, req.env)
+            route = await cluster.find_route(self.store, user, domain, hostid)
+        except Exception as exc:
+            raise temporary(f"vdelivermail: temporary authentication error: {exc}") from None
+        if route is None:
+            return None
+        return await self.relay(route, f"{user}@{domain}")
+
+    # -- vfilter -------------------------------------------------------------
+
+    async def _filter(self, req: Request, vuser, domain: str):
+        """The verdict of prefilt@domain, the user's and postfilt@domain's rules."""
+        maildir = Path(vuser.pw_dir) / "Maildir"
+        names = await self.thread(vfilter.header_list, _headerlist(req.env))
+        headers = None
+        emailid = f"{vuser.pw_name}@{domain}"
+        for filterid, skip, needs in ((f"prefilt@{domain}", "noprefilt", None),
+                                      (emailid, None, "vfilter"),
+                                      (f"postfilt@{domain}", "nopostfilt", None)):
+            if skip and await self.thread(_exists, maildir / skip):
+                continue
+            if needs and not await self.thread(_exists, maildir / needs):
+                return None      # no user filter: upstream stops before postfilt
+            try:
+                rules = await self.store.filters(filterid)
+            except Exception as exc:
+                raise temporary(f"vfilter: temporary database error: {exc}") from None
+            if not rules:
+                continue
+            if headers is None:
+                headers = await self.thread(vfilter.message_headers, req.message)
+            verdict = vfilter.first_match(rules, headers, names, emailid)
+            if verdict is not None:
+                return verdict
+        return None
+
+    async def _filtered(self, req: Request, vuser, domain: str, msgsize: int,
+                        verdict) -> DeliveryResult:
+        """myExit() of vfilter: deliver to the folder, forward or feed a
+        program, bounce, or drop (``/NoDeliver``)."""
+        reports = []
+        if verdict.deliver:
+            env = dict(req.env)
+            env.pop("MAILDIRFOLDER", None)
+            if verdict.maildir_folder:
+                env["MAILDIRFOLDER"] = verdict.maildir_folder
+            result = await self._process(replace(req, env=env), vuser, domain, msgsize)
+            if result.report:
+                reports.append(result.report)
+            if not verdict.action and not verdict.bounce:
+                return result
+        if verdict.action in (2, 3) and verdict.forward:
+            target = verdict.forward
+            if target.startswith("|"):
+                outcome = await self.program(target[1:])
+                if getattr(outcome, "output", ""):
+                    reports.append(outcome.output)
+                if outcome.status != SUCCESS:
+                    raise DeliveryError(outcome.status, "\n".join(reports))
+            else:
+                qp = await self.forward([target.lstrip("&")])
+                reports.append(f"qp {qp}")
+        if verdict.bounce:
+            raise permanent(vfilter.bounce_text(req.domain))
+        if not verdict.deliver:
+            reports.append("Mail BlackHoled")
+        return DeliveryResult(SUCCESS, "\n".join(reports))
 
     # -- a known user --------------------------------------------------------
 
@@ -149,13 +249,16 @@ class VDeliverMail:
         except QuotaError as exc:
             raise temporary(f"vdelivermail: parse_quota: {exc}") from None
         if vuser.has(BOUNCE_MAIL):
-            # the flag stands aside only while a 1 MB message would still fit
+            # the flag stands aside only while a 1 MB message would still fit,
+            # and is then cleared (vset_lastdeliver(user, domain, 0))
             used = await self.thread(count_maildir, maildir)
             if quota.unlimited or used.size + BOUNCE_FLAG_ROOM >= quota.size:
                 text = locked_text(vuser.pw_name, domain, used.size, quota.size)
                 if await self.thread(_exists, maildir / HOLD_OVERQUOTA):
                     raise temporary(text)
                 raise permanent(text)
+            await self._bookkeep(self.store.update_user, vuser.with_(pw_gid=vuser.pw_gid &
+                                                                     ~BOUNCE_MAIL))
         if req.user and not req.flag("NOALIAS"):
             try:
                 lines = await self.store.alias_lines(vuser.pw_name, domain)
@@ -179,10 +282,11 @@ class VDeliverMail:
         target = f"{vuser.pw_name}@{domain}"
         folder = req.env.get("MAILDIRFOLDER")
         into = await self.thread(_folder, maildir, folder) if folder else maildir
-        return await self._maildir(req, maildir, quota, msgsize, target, into)
+        into = await self.thread(_date_folder, into, self.clock())
+        return await self._maildir(req, maildir, quota, msgsize, target, into, vuser)
 
     async def _maildir(self, req: Request, maildir: Path, quota: Quota, msgsize: int,
-                       target: str, into: Path) -> DeliveryResult:
+                       target: str, into: Path, vuser=None) -> DeliveryResult:
         """Write into *into* (the Maildir or one of its folders) within the
         *quota* kept in *maildir* (unlimited: no maildirsize file)."""
         if quota.size == 0 and quota.count == 0:
@@ -191,13 +295,15 @@ class VDeliverMail:
         now = self.clock()
         await self.thread(_ensure_dir, maildir)
         quotafile = MaildirSize(maildir)
+        force = _int(req.env.get("OVERQUOTA_MAILSIZE"), 0)
         try:
-            fits, usage = await self.thread(quotafile.reserve, quota, msgsize, now)
+            fits, usage = await self.thread(quotafile.reserve, quota, msgsize, now, force)
         except OSError as exc:
             raise temporary(f"vdelivermail: {quotafile.path}: {os.strerror(exc.errno)}. "
                             "(#4.3.0)") from None
         if not fits:
             text = quota_text(target, msgsize, usage, quota)
+            await self._over_quota(req, maildir, vuser, usage, quota, msgsize)
             if await self.thread(_exists, maildir / HOLD_OVERQUOTA):
                 raise temporary(text)
             raise permanent(text)
@@ -206,7 +312,58 @@ class VDeliverMail:
         except BaseException:
             await self.thread(quotafile.release, msgsize)
             raise
+        if vuser is not None:
+            await self._quota_warning(req, maildir, vuser, usage.plus(msgsize), quota)
         return DeliveryResult(SUCCESS, "")
+
+    async def _over_quota(self, req: Request, maildir: Path, vuser, usage: Usage,
+                          quota: Quota, msgsize: int) -> None:
+        """deliver_mail()'s over-quota steps: OVERQUOTA_CMD with six arguments,
+        and, when the box is past its quota, the usage in userquota and the
+        BOUNCE_MAIL flag on the user (vset_lastdeliver)."""
+        if vuser is None:
+            return
+        command = await self.thread(warning.overquota_command, req.env)
+        if command:
+            args = [vuser.address, str(msgsize), str(usage.size), str(usage.count),
+                    vuser.pw_shell, "dummy"]
+            await self._run_quietly(command, args)
+        if usage.size > quota.size or (quota.count and usage.count > quota.count):
+            await self._bookkeep(self.store.set_usage, vuser.pw_name, vuser.pw_domain,
+                                 usage.size, self.clock())
+            if not vuser.has(BOUNCE_MAIL):
+                await self._bookkeep(self.store.update_user,
+                                     vuser.with_(pw_gid=vuser.pw_gid | BOUNCE_MAIL))
+
+    async def _quota_warning(self, req: Request, maildir: Path, vuser, usage: Usage,
+                             quota: Quota) -> None:
+        """MailQuotaWarn(): warn once a week past a QUOTAWARNn percentage."""
+        percent = warning.warn_percent(req.env, quota, usage)
+        if percent is None:
+            return
+        now = self.clock()
+        try:
+            if not await self.thread(warning.stamp_due, maildir, now):
+                return
+            await self.thread(warning.touch_stamp, maildir, now)
+            command = await self.thread(warning.overquota_command, req.env)
+            if command:
+                await self._run_quietly(command, warning.warn_args(
+                    vuser.address, maildir, usage, quota, percent))
+            else:
+                text = warning.warning_message(vuser.address, vuser.pw_domain, usage, quota,
+                                               percent, now)
+                await self.thread(warning.deliver_warning, self.writer, maildir, text)
+        except Exception:
+            log.failure("quota warning for {user}", user=vuser.address)
+
+    async def _run_quietly(self, command: str, args: list[str]) -> None:
+        """Run OVERQUOTA_CMD with *args* (shell-quoted); its outcome is only logged."""
+        import shlex
+        try:
+            await self.program(" ".join([command] + [shlex.quote(a) for a in args]))
+        except Exception:
+            log.failure("running {command}", command=command)
 
     # -- alias lines and the instruction for unknown users ------------------
 
@@ -330,6 +487,15 @@ def is_duplicate(maildir: Path, message: Path, now: float, interval: int) -> boo
     return seen_before(maildir, header_digest(message), now, interval)
 
 
+def _headerlist(env: Mapping[str, str]) -> Path | None:
+    """The ``headerlist`` file: ``HEADERLIST``, else in the control directory."""
+    if env.get("HEADERLIST"):
+        return Path(env["HEADERLIST"])
+    control = env.get("CONTROLDIR") or (
+        str(Path(env["INDIMAIL_HOME"]) / "control") if env.get("INDIMAIL_HOME") else None)
+    return Path(control) / "headerlist" if control else None
+
+
 def _maildir_path(line: str) -> Path:
     """The instruction's path as ``reject_mail()`` reads it: ``/Maildir/`` is added
     to a path that does not name one."""
@@ -355,6 +521,33 @@ def _folder(maildir: Path, name: str) -> Path:
         (folder / "maildirfolder").touch(mode=0o644, exist_ok=True)
     except OSError as exc:
         raise temporary(f"vdelivermail: access: {folder}: {os.strerror(exc.errno)}: "
+                        "indimail (#5.1.2)") from None
+    return folder
+
+
+DATE_FORMAT = "folder.dateformat"
+
+
+def _date_folder(into: Path, now: float) -> Path:
+    """``vmoduser -D``: a ``folder.dateformat`` in the target holds a strftime
+    format; the mail goes to the sub-Maildir it names for *now* (local time),
+    made on first use (upstream deliver_mail's dateFolder)."""
+    try:
+        text = (into / DATE_FORMAT).read_text(errors="replace")
+    except FileNotFoundError:
+        return into
+    except OSError as exc:
+        raise temporary(f"deliver_mail: open: {into / DATE_FORMAT}: "
+                        f"{os.strerror(exc.errno)}") from None
+    fmt = text.splitlines()[0].strip() if text.strip() else ""
+    if not fmt:
+        raise temporary(f"{into / DATE_FORMAT}: bad line. indimail (#5.1.2)")
+    folder = into / time.strftime(fmt, time.localtime(now))
+    try:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(folder / sub, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise temporary(f"deliver_mail: r_mkdir: {folder}: {os.strerror(exc.errno)}: "
                         "indimail (#5.1.2)") from None
     return folder
 

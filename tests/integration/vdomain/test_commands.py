@@ -143,11 +143,8 @@ class SqliteCommandTests(CommandTestsMixin, TestCase):
 
 
 class MysqlCommandTests(CommandTestsMixin, TestCase):
-    """The commands on MariaDB, chosen by ``control/host.mysql``.  IndiMail's
-    pw_passwd char(128) cannot hold a SCRAM form, so vpasswd uses -h SHA256 here."""
-
-    vpasswd_opts = ("-h", "SHA256")
-    stored_mark, scheme_name = "$5$", " (SHA256)"
+    """The commands on MariaDB, chosen by ``control/host.mysql``; the tables we
+    create hold SCRAM forms (pw_passwd varchar(512))."""
 
     def prepare_database(self):
         backend = mysql_backend(self)

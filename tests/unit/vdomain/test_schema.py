@@ -82,3 +82,16 @@ class SchemaTests(SynchronousTestCase):
         """Commas inside an index column list do not split the item."""
         self.assertEqual(schema.split_items("a int, primary key (a, b), index x (c(25))"),
                          ["a int", "primary key (a, b)", "index x (c(25))"])
+
+
+class PasswdWidthTests(SynchronousTestCase):
+    def test_user_tables_hold_the_longest_scram_form(self):
+        """pw_passwd of the tables we create is wider than IndiMail's char(128):
+        a vpasswd -C -m SCRAM-SHA-256 form (seed: ~280 characters) fits."""
+        from indimail.vdomain.admin import make_password
+        stored = make_password("a-rather-long-password!", "SCRAM-SHA-256", cram=True)
+        self.assertGreater(len(stored), schema.INDIMAIL_PASSWD_WIDTH)
+        self.assertLessEqual(len(stored), schema.PASSWD_WIDTH)
+        for table in ("indimail", "indibak"):
+            self.assertIn(f"pw_passwd varchar({schema.PASSWD_WIDTH}) not null",
+                          schema.LAYOUTS[table])

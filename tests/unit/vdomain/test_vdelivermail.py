@@ -29,13 +29,15 @@ PREFIX = b"Return-Path: <carol@remote.test>\nDelivered-To: " + BOB.encode() + b"
 
 class ArgsTests(SynchronousTestCase):
     def test_vdelivermail_lines_are_recognised(self):
-        """Only a program whose first word's basename is vdelivermail, with its two
-        arguments, runs in-process; its last argument is the instruction."""
+        """Only a program whose first word's basename is vdelivermail (or vfilter),
+        with its two arguments, runs in-process; its last argument is the instruction."""
         self.assertEqual(vdelivermail_args("/usr/bin/vdelivermail '' bounce-no-mailbox"),
                          "bounce-no-mailbox")
         self.assertEqual(vdelivermail_args("vdelivermail '' /var/spool/catch/Maildir/"),
                          "/var/spool/catch/Maildir/")
-        self.assertIsNone(vdelivermail_args("/usr/bin/vfilter '' bounce-no-mailbox"))
+        self.assertEqual(vdelivermail_args("/usr/bin/vfilter '' bounce-no-mailbox"),
+                         "bounce-no-mailbox")
+        self.assertIsNone(vdelivermail_args("/usr/bin/procmail '' bounce-no-mailbox"))
         self.assertIsNone(vdelivermail_args("/usr/bin/vdelivermail"))
         self.assertIsNone(vdelivermail_args("vdelivermail 'unbalanced"))
 
