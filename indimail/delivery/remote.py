@@ -9,8 +9,10 @@ answers its greeting, from the source address ``OUTGOINGIP``,
 ``outgoingip`` or ``domainbindings`` name.  Then EHLO (or HELO), STARTTLS
 (verified for destinations listed in ``tlsdestinations``, opportunistic
 otherwise, none for ``notlshosts``), SMTP AUTH with the route's
-credentials when ``AUTH_SMTP`` is set, MAIL FROM (BATV-signed with
-``batvkey``), RCPT TO and DATA, streaming the queued message from disk with
+credentials when ``AUTH_SMTP`` is set (:mod:`.saslclient`), MAIL FROM
+(BATV-signed with ``batvkey``; ``BODY=8BITMIME`` and ``SMTPUTF8`` as the
+message needs, :mod:`.msgscan`), RCPT TO and DATA (in one write when the
+peer offers PIPELINING), streaming the queued message from disk with
 CRLF line ends and dot-stuffing.  Replies map to qmail-remote's results and
 report texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
 ``QMAILREMOTE`` replaces all of this with a program; ``ONSUCCESS_REMOTE``,
@@ -20,6 +22,7 @@ report texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import random
@@ -38,9 +41,9 @@ from indimail.delivery.agent import DeliveryAgent
 from indimail.delivery.lines import quote2
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
+from indimail.delivery import msgscan, saslclient
 from indimail.delivery.smtpclient import (
-    DataEncoder, Reply, SMTPClientProtocol, auth_cram, auth_plain, b64, choose_auth,
-    ehlo_keywords, xtext)
+    DataEncoder, Reply, SMTPClientProtocol, b64, ehlo_keywords, xtext)
 from indimail.delivery.qmtpclient import (
     QMTPClientProtocol, QMTPProtocolError, envelope, message_header)
 from indimail.delivery.qmtproutes import route_for
@@ -49,6 +52,7 @@ from indimail.delivery.tcpto import MAX_TOLERANCE, MIN_PENALTY, TcpTimeouts
 from indimail.delivery.tlsdestinations import TLSPolicy, VerifyingCreator, tls_policy
 
 CHUNK = 65536
+MAX_AUTH_STEPS = 8   # no mechanism here needs more 334 rounds; stops a looping server
 BIND_IP = "0.0.0.0"
 
 
@@ -57,10 +61,6 @@ def outsafe(text: str) -> str:
     return "".join(ch if 33 <= ord(ch) <= 126 else "?" for ch in text)
 
 
-# AUTH_SMTP picks a mechanism automatically unless these disable one.
-_DISABLE = {"LOGIN": "DISABLE_AUTH_LOGIN", "PLAIN": "DISABLE_AUTH_PLAIN",
-            "CRAM-MD5": "DISABLE_CRAM_MD5", "CRAM-SHA1": "DISABLE_CRAM_SHA1",
-            "CRAM-SHA256": "DISABLE_CRAM_SHA256"}
 _UNBOUND = ("", "0.0.0.0", "::")
 
 
@@ -581,31 +581,46 @@ class RemoteDelivery(DeliveryAgent):
                 keywords = ehlo_keywords(reply) if esmtp else {}
             # a refused STARTTLS: go on in clear text, as qmail-remote does
         use_size = "SIZE" in keywords
+        params = await self._mail_params(proto, session, mess, qqeh, keywords, esmtp)
 
         mail = f"MAIL FROM:<{quote2(session.sender)}>" + (f" SIZE={size}" if use_size else "")
         if settings is not None and settings.auth is not None and esmtp:
             user = await self._authenticate(proto, session, settings, keywords, timeout)
             if user is not None:
                 mail += f" AUTH=<{xtext(user)}>"
-        proto.command(mail)
+        mail += params
+        rcpt = quote2(session.recipient)
+        who = f"From: <{outsafe(quote2(session.sender))}> RCPT: <{outsafe(rcpt)}> "
+        pipelining = esmtp and "PIPELINING" in keywords
+        if pipelining:
+            # RFC 2920: the whole envelope and DATA in one write, the
+            # replies read back in order
+            proto.send(f"{mail}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n"
+                       .encode("utf-8", "surrogateescape"))
+        else:
+            proto.command(mail)
         reply = await self._reply(proto, session, timeout)
         if reply.code >= 400:
+            if pipelining:
+                await self._drain_replies(proto, session, timeout, 2)
             status = FAILURE if reply.code >= 500 else DEFERRAL
             raise self._quit(proto, session, status, f"Connected to {ip} but sender was rejected",
                              reply)
 
-        rcpt = quote2(session.recipient)
-        proto.command(f"RCPT TO:<{rcpt}>")
+        if not pipelining:
+            proto.command(f"RCPT TO:<{rcpt}>")
         reply = await self._reply(proto, session, timeout)
-        who = f"From: <{outsafe(quote2(session.sender))}> RCPT: <{outsafe(rcpt)}> "
         if reply.code >= 400:
+            if pipelining:
+                await self._drain_replies(proto, session, timeout, 1)
             status = FAILURE if reply.code >= 500 else DEFERRAL
             text = f"{who}{ip} does not like recipient." + session.said(reply)
             proto.command("QUIT")
             raise DeliveryError(status, text + f"\nGiving up on {ip}.")
         session.rcpt_prefix = who
 
-        proto.command("DATA")
+        if not pipelining:
+            proto.command("DATA")
         reply = await self._reply(proto, session, timeout)
         if reply.code >= 400:
             status = FAILURE if reply.code >= 500 else DEFERRAL
@@ -620,6 +635,45 @@ class RemoteDelivery(DeliveryAgent):
         proto.command("QUIT")
         return DeliveryResult(
             SUCCESS, f"{who}{ip} accepted message - Protocol {session.protocol}." + session.said(reply))
+
+    async def _mail_params(self, proto, session: _Session, mess, qqeh: str,
+                           keywords: dict[str, str], esmtp: bool) -> str:
+        """``BODY=8BITMIME`` when the message has 8-bit bytes and the peer
+        offers 8BITMIME (without it the bytes go as they are, as qmail-remote
+        sends them); ``SMTPUTF8`` when the envelope or a ``Received: … with
+        UTF8…`` line needs it, a permanent failure when the peer lacks it."""
+        offered_8bit = esmtp and "8BITMIME" in keywords
+        try:
+            high, received = await self._thread(
+                msgscan.scan, mess, qqeh.encode("utf-8", "surrogateescape"), offered_8bit)
+        except OSError:
+            proto.abort()
+            raise temporary("Unable to read message. (#4.3.0)") from None
+        params = " BODY=8BITMIME" if high and offered_8bit else ""
+        if received or not (session.sender.isascii() and session.recipient.isascii()):
+            if not (esmtp and "SMTPUTF8" in keywords):
+                raise self._quit(proto, session, FAILURE, f"Connected to {session.ip} but "
+                                 "server does not support unicode in email addresses", None)
+            params += " SMTPUTF8"
+        return params
+
+    async def _drain_replies(self, proto, session: _Session, timeout: int, count: int) -> None:
+        """Read the replies still owed to pipelined commands (RFC 2920);
+        a 354 to DATA after a refusal gets an empty message's dot.  The
+        refusal stays the reply the ON*_REMOTE scripts see (SMTPCODE)."""
+        attempt = session.attempt
+        kept = attempt.code, attempt.text
+        try:
+            for _ in range(count - 1):
+                await self._reply(proto, session, timeout)
+            reply = await self._reply(proto, session, timeout)
+            if reply.code == 354:   # a server that took DATA without a recipient
+                proto.send(b".\r\n")
+                await self._reply(proto, session, timeout)
+        except DeliveryError:
+            pass
+        finally:
+            attempt.code, attempt.text = kept
 
     async def _ehlo(self, proto, session: _Session, helo: str, timeout: int):
         """EHLO, or HELO after a 5xx; (reply, esmtp).  A refused name quits."""
@@ -669,35 +723,50 @@ class RemoteDelivery(DeliveryAgent):
     async def _authenticate(self, proto, session: _Session, settings: Settings,
                             keywords: dict[str, str], timeout: int) -> str | None:
         """SMTP AUTH with the route's credentials (qmail-remote's
-        ``smtp_auth``); the user name, or None when no offered mechanism
-        fits (then the mail goes on unauthenticated)."""
+        ``smtp_auth``, mechanisms from :mod:`.saslclient`); the user name,
+        or None when no offered mechanism fits (then the mail goes on
+        unauthenticated)."""
         user, password = settings.route.credentials
-        disabled = {mech for mech, var in _DISABLE.items() if var in self.env}
+        disabled = {mech for mech, var in saslclient.DISABLE.items() if var in self.env}
         if "SECURE_AUTH" in self.env and not session.tls:
             disabled |= {"LOGIN", "PLAIN"}
-        mech = choose_auth(keywords.get("AUTH", ""), settings.auth, disabled)
+        mech = saslclient.choose(keywords.get("AUTH", ""), settings.auth, disabled,
+                                 tls=session.tls)
+        binding = saslclient.transport_binding(proto.transport) if session.tls else None
+        if mech is not None and mech.endswith("-PLUS") and binding is None:
+            mech = None if settings.auth else saslclient.choose(
+                keywords.get("AUTH", ""), "", disabled, tls=False)
         if mech is None:
             self.log.info("no supported AUTH method found, continuing without authentication")
             return None
+        realm = None
+        if mech == "DIGEST-MD5":
+            realm = await self._thread(self.control.value, "realm")
+        client = saslclient.make_client(mech, user, password, host=session.ip, realm=realm,
+                                        binding=binding)
 
-        async def step(line: str, want: int, what: str) -> Reply:
-            proto.command(line)
+        def rejected(what: str, reply: Reply | None) -> DeliveryError:
+            return self._quit(proto, session, DEFERRAL, f"Connected to {session.ip} but "
+                              f"authentication was rejected ({what})", reply)
+
+        initial = client.initial()
+        proto.command(f"AUTH {mech}" + (f" {b64(initial)}" if initial is not None else ""))
+        reply = await self._reply(proto, session, timeout)
+        label = f"AUTH {mech}"
+        steps = 0
+        while reply.code == 334 and steps < MAX_AUTH_STEPS:
+            steps += 1
+            try:
+                challenge = base64.b64decode(reply.text[4:].strip(), validate=False)
+                answer = await client.respond(challenge, self._thread)
+            except (ValueError, saslclient.SaslClientError) as exc:
+                proto.command("*")   # RFC 4954: cancel the exchange
+                raise rejected(str(exc), None) from None
+            label = client.label
+            proto.command(b64(answer))
             reply = await self._reply(proto, session, timeout)
-            if reply.code != want:
-                raise self._quit(proto, session, DEFERRAL,
-                                 f"Connected to {session.ip} but authentication was "
-                                 f"rejected ({what})", reply)
-            return reply
-
-        challenge = await step("AUTH " + mech, 334, "AUTH " + mech)
-        if mech == "PLAIN":
-            await step(auth_plain(user, password), 235, "plain")
-        elif mech == "LOGIN":
-            await step(b64(user.encode()), 334, "username")
-            await step(b64(password.encode()), 235, "password")
-        else:
-            await step(auth_cram(mech, user, password, challenge.text[4:]), 235,
-                       "username+digest")
+        if reply.code != 235 or not client.done():
+            raise rejected(label, reply)
         return user
 
     def _quit(self, proto, session: _Session, status: str, text: str,

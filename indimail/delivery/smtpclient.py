@@ -10,7 +10,6 @@ buffer to drain while streaming a large message.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -52,24 +51,11 @@ def ehlo_keywords(reply: Reply) -> dict[str, str]:
     return out
 
 
-# qmail-remote's choice with AUTH_SMTP empty: strongest first (CRAM-RIPEMD and
-# DIGEST-MD5 are not offered by this client).
-AUTH_PREFERENCE = ("CRAM-SHA256", "CRAM-SHA1", "CRAM-MD5", "LOGIN", "PLAIN")
-_CRAM_HASH = {"CRAM-SHA256": hashlib.sha256, "CRAM-SHA1": hashlib.sha1,
-              "CRAM-MD5": hashlib.md5}
-
-
-def choose_auth(offered: str, wanted: str, disabled=frozenset()) -> str | None:
-    """The mechanism to use: *wanted* when named and offered; with *wanted*
-    empty the first of AUTH_PREFERENCE offered and not in *disabled*."""
-    mechs = {m.upper() for m in offered.split()}
-    if wanted:
-        wanted = wanted.upper()
-        return wanted if wanted in mechs and wanted in AUTH_PREFERENCE else None
-    for mech in AUTH_PREFERENCE:
-        if mech in mechs and mech not in disabled:
-            return mech
-    return None
+# The mechanism choice and the exchanges live in saslclient; these names
+# stay for callers of the first version.
+from indimail.auth.mechanisms import CRAM_HASHES as _CRAM_HASH  # noqa: E402
+from indimail.delivery.saslclient import AUTH_PREFERENCE  # noqa: E402,F401
+from indimail.delivery.saslclient import choose as choose_auth  # noqa: E402,F401
 
 
 def b64(data: bytes) -> str:

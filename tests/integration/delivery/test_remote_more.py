@@ -178,14 +178,14 @@ class IPv6Tests(Base):
 class AuthTests(Base):
     """SMTP AUTH to a smarthost named in SMTPROUTE with credentials."""
 
-    async def test_login_preferred(self):
-        """With PLAIN and LOGIN offered, AUTH_SMTP="" picks LOGIN (qmail-remote's
-        order) and MAIL FROM carries AUTH=<user>."""
+    async def test_plain_preferred(self):
+        """With PLAIN and LOGIN offered, AUTH_SMTP="" picks PLAIN (current
+        qmail-remote's order) and MAIL FROM carries AUTH=<user>."""
         server, port = self.serve(ehlo="250-test\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 100000")
         agent = self.agent(SMTPROUTE=f":127.0.0.1:{port} alice s3cret", AUTH_SMTP="")
         result = await self.deliver(agent)
         self.assertEqual(result.status, "success", result.report)
-        self.assertEqual(server.auth_results, [("LOGIN", True)])
+        self.assertEqual(server.auth_results, [("PLAIN", True)])
         self.assertIn(f"MAIL FROM:<bob@example.org> SIZE={len(BODY)} AUTH=<alice>",
                       server.commands)
 

@@ -147,12 +147,12 @@ class ClientAuthTests(SynchronousTestCase):
         self.assertEqual(ehlo_keywords(reply), {"SIZE": "100", "AUTH": "LOGIN", "STARTTLS": ""})
 
     def test_preference(self):
-        """Automatic choice follows qmail-remote: CRAM-*, then LOGIN, then PLAIN."""
-        self.assertEqual(choose_auth("PLAIN LOGIN", ""), "LOGIN")
+        """Automatic choice follows qmail-remote: CRAM-*, then PLAIN, then LOGIN."""
+        self.assertEqual(choose_auth("PLAIN LOGIN", ""), "PLAIN")
         self.assertEqual(choose_auth("PLAIN", ""), "PLAIN")
         self.assertEqual(choose_auth("PLAIN LOGIN CRAM-MD5", ""), "CRAM-MD5")
         self.assertEqual(choose_auth("CRAM-SHA1 CRAM-SHA256", ""), "CRAM-SHA256")
-        self.assertEqual(choose_auth("PLAIN LOGIN", "", {"LOGIN"}), "PLAIN")
+        self.assertEqual(choose_auth("PLAIN LOGIN", "", {"PLAIN"}), "LOGIN")
         self.assertIsNone(choose_auth("GSSAPI", ""))
 
     def test_named_mechanism(self):
