@@ -20,11 +20,15 @@ _TS = "timestamp TIMESTAMP DEFAULT CURRENT_TIMESTAMP on update CURRENT_TIMESTAMP
 # fit rather than let MySQL truncate it (see VStore.check_passwd_width).
 PASSWD_WIDTH = 512
 INDIMAIL_PASSWD_WIDTH = 128
+# IndiMail's pw_dir is char(156); a home below a deep path (a hashed layout
+# under a long base) needs more.  Only tables we create get the width.
+DIR_WIDTH = 255
 
 USER_LAYOUT = (
     "pw_name char(40) not null, pw_domain char(67) not null, "
     f"pw_passwd varchar({PASSWD_WIDTH}) not null, "
-    "pw_uid int, pw_gid int, pw_gecos char(48) not null, pw_dir char(156), pw_shell char(30), "
+    f"pw_uid int, pw_gid int, pw_gecos char(48) not null, pw_dir varchar({DIR_WIDTH}), "
+    "pw_shell char(30), "
     f"{_TS}, primary key (pw_name, pw_domain), index pw_gecos (pw_gecos(25)), index pw_uid (pw_uid)")
 
 LAYOUTS: dict[str, str] = {

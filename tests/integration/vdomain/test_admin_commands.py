@@ -25,7 +25,11 @@ class AdminCommandsMixin:
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.home = init_home(Path(self.mktemp()).absolute(), hostname="mx.test",
+        # A short path: IndiMail's pw_dir is char(156), and trial's mktemp
+        # names nest the whole test id (longer still under _trial_temp/).
+        root = tempfile.mkdtemp(prefix="imv-")
+        self.addCleanup(shutil.rmtree, root, True)
+        self.home = init_home(Path(root) / "home", hostname="mx.test",
                               env={"QUEUE_COUNT": "1"})
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("MYSQL_HOST", "INDIMAIL_HOME", "CONTROLDIR", "QUEUE_BASE",
