@@ -254,3 +254,138 @@ class ResourcesTests(SynchronousTestCase):
         self.assertIn("FAIL  greeting of a new session meanwhile < 100 ms (slowest): 120.0 ms",
                       text)
         self.assertIn("PASS  RSS increase for a 50 MB message < 20 MB: 5.0 MB", text)
+
+
+# -- virtual-domain benchmarks: rcpt_check.py and auth_burst.py ------------------------
+
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import random  # noqa: E402
+
+from auth_burst import offers_plain, plain_token, split_samples  # noqa: E402
+from rcpt_check import (DOMAIN, Database, ServicePeer, chunks, cpu_seconds,  # noqa: E402
+                        pacing, pick_recipients, read_reply, ReplyError,
+                        tool_env, user_rows, verdict)
+from rcpt_check import summarise as summarise_latencies  # noqa: E402
+
+
+def _replies(data: bytes):
+    """The replies read_reply takes from *data* (then EOF)."""
+    async def run():
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        out = []
+        while True:
+            try:
+                out.append(await read_reply(reader))
+            except ReplyError as exc:
+                out.append(str(exc))
+                return out
+    return asyncio.run(run())
+
+
+class RcptCheckTests(SynchronousTestCase):
+    TEMPLATE = {"pw_name": "user000000", "pw_domain": DOMAIN, "pw_passwd": "$6$salt$hash",
+                "pw_uid": 1, "pw_gid": 0, "pw_gecos": "user000000",
+                "pw_dir": f"/h/domains/{DOMAIN}/user000000", "pw_shell": "NOQUOTA"}
+
+    def test_bulk_rows_copy_the_vadduser_row_with_their_own_name_and_home(self):
+        """Bulk rows keep the template's password, uid, gid and quota, and get
+        their own name, gecos and vadduser's hashed directory by add order."""
+        rows = user_rows(self.TEMPLATE, f"/h/domains/{DOMAIN}", 1, 3, 99)
+        self.assertEqual([r[0] for r in rows], ["user000001", "user000002", "user000003"])
+        self.assertEqual({(r[1], r[2], r[3], r[4], r[7]) for r in rows},
+                         {(DOMAIN, "$6$salt$hash", 1, 0, "NOQUOTA")})
+        self.assertEqual([r[5] for r in rows], [r[0] for r in rows])
+        self.assertEqual([r[6] for r in rows], [
+            f"/h/domains/{DOMAIN}/user000001",       # the 100th user: still top level
+            f"/h/domains/{DOMAIN}/0/user000002",     # 101st: first hashed directory
+            f"/h/domains/{DOMAIN}/0/user000003"])
+
+    def test_recipients_are_existing_users_of_the_domain(self):
+        """Every picked recipient is user000000..user(N-1) of the bench domain."""
+        picked = pick_recipients(random.Random(1), 50, 500)
+        self.assertEqual(len(picked), 500)
+        names = {f"user{n:06d}@{DOMAIN}" for n in range(50)}
+        self.assertTrue(set(picked) <= names)
+        self.assertGreater(len(set(picked)), 30)
+
+    def test_chunks_split_rcpts_per_mail(self):
+        """RCPTs are grouped per MAIL transaction, the last group shorter."""
+        self.assertEqual(chunks(list(range(5)), 2), [[0, 1], [2, 3], [4]])
+
+    def test_pacing_keeps_the_schedule(self):
+        """A paced session sends at offset, offset+interval, ... from its start."""
+        times = pacing(0.5, 0.1, 10.0)
+        self.assertEqual([next(times) for _ in range(3)], [10.1, 10.6, 11.1])
+
+    def test_summary_and_verdict(self):
+        """Percentiles are nearest-rank, the rate is count/seconds, and the
+        verdict is PASS only below the limit."""
+        s = summarise_latencies([0.001 * n for n in range(1, 101)], 2.0)
+        self.assertEqual((s["count"], s["rate"]), (100, 50.0))
+        self.assertAlmostEqual(s["p50"], 0.050)
+        self.assertAlmostEqual(s["p99"], 0.099)
+        self.assertEqual(summarise_latencies([], 1.0)["count"], 0)
+        self.assertEqual(verdict("p99", 0.004, 0.005), ("PASS  p99 < 5 ms: 4.00 ms", True))
+        self.assertEqual(verdict("p99", 0.005, 0.005), ("FAIL  p99 < 5 ms: 5.00 ms", False))
+
+    def test_replies_multiline_and_eof(self):
+        """read_reply returns the code of a multi-line reply with all its lines,
+        and a closed connection is an error, not a hang."""
+        out = _replies(b"250-bench\r\n250 AUTH PLAIN\r\n550 no\r\n25")
+        self.assertEqual(out[0], (250, b"250-bench\r\n250 AUTH PLAIN\r\n"))
+        self.assertEqual(out[1], (550, b"550 no\r\n"))
+        self.assertIn("connection closed", out[2])
+
+    def test_cpu_seconds_reads_utime_and_stime(self):
+        """CPU of a /proc stat line is fields 14+15 in clock ticks, even when
+        the command name has spaces."""
+        stat = "42 (a (b) c) S 1 42 42 0 -1 0 0 0 0 0 150 50 0 0 20 0 1 0"
+        self.assertEqual(cpu_seconds(stat, ticks=100), 2.0)
+
+    def test_service_environment_names_the_database_and_drops_overrides(self):
+        """The commands and twistd get the home, MYSQL_DATABASE and an empty
+        MYSQL_PASSWD; CHECKRECIPIENT and AUTH-in-clear switches come only from
+        the home's variables, never from the caller's environment."""
+        db = Database("127.0.0.1:root::3306", name="indimail_bench_x")
+        self.assertEqual(db.env(), {"MYSQL_DATABASE": "indimail_bench_x", "MYSQL_PASSWD": ""})
+        import os
+        self.patch(os, "environ", {"CHECKRECIPIENT": "1", "SECURE_AUTH": "",
+                                   "MYSQL_HOST": "x", "PATH": "/bin"})
+        env = tool_env(Path("/h"), db.env())
+        self.assertEqual(env["INDIMAIL_HOME"], "/h")
+        self.assertEqual(env["MYSQL_DATABASE"], "indimail_bench_x")
+        for name in ("CHECKRECIPIENT", "SECURE_AUTH", "MYSQL_HOST"):
+            self.assertNotIn(name, env)
+
+    def test_service_command_passes_the_worker_count(self):
+        """ServicePeer runs twistd indimail on the bench port, with
+        --smtp-workers only when asked."""
+        peer = ServicePeer(Path("/tmp/r"), 40025, {}, twistd=Path("/v/twistd"))
+        self.assertNotIn("--smtp-workers", peer.command())
+        peer = ServicePeer(Path("/tmp/r"), 40025, {}, workers="0", twistd=Path("/v/twistd"))
+        self.assertEqual(peer.command()[-2:], ["--smtp-workers", "0"])
+        self.assertEqual(peer.command()[:6],
+                         ["/v/twistd", "-n", "--pidfile=", "indimail", "--home", "/tmp/r/home"])
+
+
+class AuthBurstTests(SynchronousTestCase):
+    def test_plain_token(self):
+        """AUTH PLAIN's initial response is base64 of NUL login NUL password."""
+        token = plain_token("auth00001@bench.example", "pw")
+        self.assertEqual(base64.b64decode(token), b"\0auth00001@bench.example\0pw")
+
+    def test_offers_plain_reads_the_auth_line(self):
+        """PLAIN counts only on the EHLO AUTH line (SECURE_AUTH withholds it)."""
+        self.assertTrue(offers_plain(b"250-host\r\n250-AUTH LOGIN PLAIN CRAM-MD5\r\n"
+                                     b"250 AUTH=LOGIN PLAIN CRAM-MD5\r\n"))
+        self.assertFalse(offers_plain(b"250-host\r\n250-AUTH CRAM-MD5\r\n250 STARTTLS\r\n"))
+        self.assertFalse(offers_plain(b"250-host\r\n250 PLAINLY\r\n"))
+
+    def test_noop_samples_split_at_the_burst(self):
+        """NOOPs sent before the burst are the idle figures, those sent during
+        it the target's."""
+        samples = [(1.0, 0.001), (2.0, 0.002), (3.0, 0.030), (5.0, 0.004)]
+        self.assertEqual(split_samples(samples, 2.0, 4.0), ([0.001], [0.002, 0.030]))
