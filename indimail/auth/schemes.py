@@ -21,12 +21,9 @@ import hashlib
 import hmac
 import os
 import re
-import warnings
 from dataclasses import dataclass
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt as _crypt
+from . import cryptr
 
 SCRAM_HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}
 DEFAULT_ITERATIONS = 4096
@@ -144,9 +141,7 @@ def format_scram(secrets: ScramSecrets, crypt_hash: str,
 
 def crypt_password(password: bytes, salt: str) -> str:
     """crypt(3) of *password* with *salt* (``$5$…``, ``$6$…``, ``$1$…``)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        result = _crypt.crypt(password.decode("utf-8", "surrogateescape"), salt)
+    result = cryptr.crypt(password, salt)   # without the GIL: see indimail.auth.cryptr
     if not result or result.startswith("*"):
         raise SchemeError(f"crypt(3) does not support salt {salt!r}")
     return result
