@@ -370,8 +370,16 @@ class RecipientCheck:
         domain = address.rpartition("@")[2].lower()
         return domain in {line.strip().lower() for line in self.control.lines("locals")}
 
+    async def _control(self, fn, *args):
+        """*fn* reading control files: inline on a rechecking ControlFiles
+        (the service's: a dict lookup, a stat at most once a second), in a
+        thread otherwise."""
+        if getattr(self.control, "recheck", 0):
+            return fn(*args)
+        return await self._thread(fn, *args)
+
     async def _sql_or_passwd(self, address: str) -> Lookup:
-        if await self._thread(self._is_locals, address):
+        if await self._control(self._is_locals, address):
             return Lookup(await self._thread(passwd_status, address), "passwd")
         return Lookup(await user_status(await self._store(), address), "sql")
 
@@ -414,8 +422,8 @@ class RecipientCheck:
         if mode is None or "@" not in address:
             return CONTINUE
         if local is None:
-            local = await self._thread(self.in_rcpthosts, address)
-        if not local or not await self._thread(self.applies, address):
+            local = await self._control(self.in_rcpthosts, address)
+        if not local or not await self._control(self.applies, address):
             return CONTINUE
         try:
             found = await self.lookup(mode, address)
