@@ -126,3 +126,7 @@ def main(argv=None, prog: str = "vdelivermail") -> None:
         return d.addCallback(done)
 
     task.react(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -179,6 +179,43 @@ class McdEntry:
         return MysqlBackend(self.server, self.user, self.password, self.port or MYSQL_PORT,
                             socket, self.use_ssl, self.database)
 
+    @property
+    def key(self) -> tuple:
+        """What tells two databases apart: server (or socket), port and database."""
+        return database_key(self.backend())
+
+
+def database_key(backend) -> tuple:
+    """(server or socket, port, database) of a MySQL backend; the SQLite file's path."""
+    if isinstance(backend, SqliteBackend):
+        return ("sqlite", backend.path)
+    if backend.socket:
+        return (backend.socket, 0, backend.database)
+    return (backend.host, backend.port, backend.database)
+
+
+MCDFILE = "mcdinfo"
+
+
+def mcdinfo_path(home, env: Mapping[str, str] | None = None) -> Path:
+    """The mcdinfo file: ``MCDFILE`` when it is a path (starts with ``/`` or
+    ``.``), else that name (default ``mcdinfo``) in the control directory."""
+    env = env or {}
+    name = env.get("MCDFILE") or MCDFILE
+    if name[:1] in ("/", "."):
+        return Path(name)
+    return Path(home.control) / name
+
+
+def load_mcdinfo(home, env: Mapping[str, str] | None = None) -> list["McdEntry"]:
+    """Blocking: the records of the home's mcdinfo file; none when it is absent."""
+    path = mcdinfo_path(home, env)
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return parse_mcdinfo(text, str(path))
+
 
 _MCD_ITEMS = ("mdahost", "port", "use_ssl", "database", "user", "pass")
 

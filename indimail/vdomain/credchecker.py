@@ -247,12 +247,12 @@ def shared_store(home, env: Mapping[str, str], reactor) -> defer.Deferred:
     """One opened store per database for the whole process (a reload builds new
     checkers, not new connection pools); a failed open is retried next time."""
     from .backend import backend_for_home
-    from .store import VStore
+    from .distributed import routed_store
 
     backend = backend_for_home(home, env)
     key = (backend, id(reactor))
     if key not in _SHARED:
-        _SHARED[key] = VStore(backend, reactor=reactor)
+        _SHARED[key] = routed_store(home, env, reactor=reactor, backend=backend)
 
     async def opened():
         store = _SHARED[key]

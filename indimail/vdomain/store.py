@@ -838,5 +838,7 @@ class VStore:
 
 
 def open_store(home, env=None, *, reactor=None) -> defer.Deferred:
-    """The store of *home* (``MYSQL_HOST``/``host.mysql``, else SQLite), opened."""
-    return VStore(backend_for_home(home, env), reactor=reactor).open()
+    """The store of *home* (``MYSQL_HOST``/``host.mysql``, else SQLite), opened,
+    routing users of mcdinfo domains to their databases."""
+    from .distributed import routed_store
+    return routed_store(home, env, reactor=reactor).open()

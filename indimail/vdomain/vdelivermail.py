@@ -145,6 +145,11 @@ class VDeliverMail:
             if routed is not None:
                 return routed
             return await self._reject(req, user, real, 1)
+        if getattr(self.store, "is_distributed", lambda _domain: False)(real):
+            # a distributed domain's user kept by another mail store goes there
+            routed = await self._cluster(req, vuser.pw_name, real, need_hostid=True)
+            if routed is not None:
+                return routed
         if vuser.inactive and not req.flag("ALLOW_INACTIVE"):
             return await self._reject(req, vuser.pw_name, real, 0)
         if req.vfilter:
@@ -166,12 +171,16 @@ class VDeliverMail:
 
     # -- cluster routing -----------------------------------------------------
 
-    async def _cluster(self, req: Request, user: str, domain: str) -> DeliveryResult | None:
-        """Relay to the mail store hostcntrl names for a user we do not hold."""
+    async def _cluster(self, req: Request, user: str, domain: str,
+                       need_hostid: bool = False) -> DeliveryResult | None:
+        """Relay to the mail store hostcntrl names for a user we do not hold
+        (*need_hostid*: only when this node knows its own host id)."""
         if self.relay is None:
             return None
         try:
             hostid = await self.thread(cluster.local_hostid, req.env)
+            if need_hostid and hostid is None:
+                return None
             route = await cluster.find_route(self.store, user, domain, hostid)
         except Exception as exc:
             raise temporary(f"vdelivermail: temporary authentication error: {exc}") from None
