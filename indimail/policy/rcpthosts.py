@@ -26,6 +26,7 @@ from indimail.plugins.api import ORDER_RELAY, accept, deny
 from indimail.smtp import reply
 from indimail.smtp.address import domain_of
 from indimail.smtp.reply import SMTPError
+from indimail.smtp.tlsclients import relay_refusal
 
 log = Logger()
 
@@ -64,7 +65,7 @@ class RelayPolicy:
             return accept(address=address)
         log.info("Invalid RELAY client: MAIL from <{sender}> RCPT <{rcpt}>",
                  sender=txn.sender if txn is not None else "", rcpt=address)
-        return deny(reply.NO_RELAY, 553)
+        return deny(relay_refusal(ctx.session), 553)   # over TLS: "; no valid cert for gateway"
 
     def in_rcpthosts(self, address: str) -> bool:
         """Whether *address*'s domain is one we accept mail for."""

@@ -8,11 +8,16 @@ checker says the account may not relay), ``TCPREMOTEINFO`` and
 ``AUTHINFO`` in the session environment.  A wrong password is answered
 after ``auth_fail_delay`` seconds (upstream sleeps 5) and counted: after
 ``MAX_AUTH_FAILURES`` (default 5; 0 = no limit) the connection is closed.
+When the STARTTLS handshake is done the session logs upstream's
+``ssl-version=`` line and a client certificate may grant relaying
+(:mod:`.tlsclients`).
 """
 
 from __future__ import annotations
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IHandshakeListener
+from zope.interface import implementer
 
 from indimail.auth.advertise import advertised_mechanisms
 from indimail.auth.channelbinding import transport_binding
@@ -22,11 +27,13 @@ from indimail.auth.sasl import (AuthFailed, Challenge, MalformedResponse, Succes
 
 from . import reply
 from .reply import Reply, SMTPError
+from .tlsclients import apply_check
 
 AUTH_FAIL_DELAY = 5.0
 DEFAULT_MAX_AUTH_FAILURES = 5
 
 
+@implementer(IHandshakeListener)
 class TLSAndAuthCommands:
     """Mixed into the protocol; needs ``session``, ``settings``, ``clock``,
     ``transport``, ``log``, ``_send``, ``_discard_input``."""
@@ -77,6 +84,23 @@ class TLSAndAuthCommands:
         s.helo = None
         s.esmtp = False
         return None
+
+    def handshakeCompleted(self) -> None:
+        """STARTTLS done: log the version, then look at the client certificate."""
+        s = self.session
+        conn = getattr(self.transport, "getHandle", lambda: None)()
+        if s is None or conn is None or not hasattr(conn, "get_protocol_version_name"):
+            return
+        self.log.info("qmail-smtpd: pid {pid} from {ip} ssl-version={version}",
+                      pid=self.settings.pid, ip=s.remote_ip,
+                      version=conn.get_protocol_version_name())
+        check = getattr(self.tls, "client_check", None)
+        if check is None:
+            return
+        try:
+            apply_check(s, check(conn))
+        except Exception:
+            self.log.failure("checking the client certificate failed")
 
     # -- AUTH ---------------------------------------------------------------------------
     def smtp_AUTH(self, arg: str):

@@ -61,6 +61,7 @@ from .reply import Reply, SMTPError
 from .session import Session, Transaction
 from .settings import SessionSettings
 from .tls import describe
+from .tlsclients import received_note
 
 
 def _version() -> str:
@@ -664,6 +665,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         cipher = describe(self.transport) if s.tls else None
         if cipher:   # upstream: "(TLSv1.3 TLS_AES_256_GCM_SHA384 encrypted) ESMTPS"
             protocol = f"{cipher} {protocol}"
+        protocol += received_note(s)   # "\n  (cert <email>)": tlsclients let it relay
         return smtpd_received(pid=st.pid, local=st.local_host, remote_ip=s.remote_ip,
                               remote_host=s.remote_host, remote_info=s.remote_info,
                               helo=s.helo, protocol=protocol,

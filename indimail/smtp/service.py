@@ -13,7 +13,9 @@ caps the sessions of a listener, ``MAXPERIP`` (service environment or the
 tcprules line) the sessions from one IP; over a limit the connection is
 closed before any byte is sent (tcpserver's "no ip slots" drop; for
 MAXDAEMONS tcpserver stopped accepting, a single process must refuse).
-Unset or 0: no limit.
+Unset or 0: no limit.  The SMTP worker processes of ``twistd indimail``
+share their counts (:mod:`indimail.smtp.limits`), so the limits hold for
+the whole service.
 
 The service environment is the process environment, then
 ``control/defaultqueue/`` (the queue settings IndiMail's svctool copies into
@@ -48,10 +50,12 @@ from indimail.queue.enqueue import Enqueuer, QueueThreadPool
 
 from .authsetup import load_auth
 from .envrules import RulesFiles
+from .limits import LocalLimits
 from .protocol import SMTPServerProtocol
 from .session import Session
 from .settings import load_settings
-from .tls import ServerTLS
+from .tls import ServerTLS, load_server_tls
+from .tlsclients import StartTLS
 
 log = Logger()
 
@@ -139,37 +143,43 @@ class SMTPFactory(ServerFactory):
         self.plugins = plugins         # returns the current PluginChain
         self.pid = os.getpid() if pid is None else pid
         self.rules_files = RulesFiles(control, lambda e: load_settings(control, e, pid=self.pid))
-        self.active = 0                      # open sessions (MAXDAEMONS)
-        self.per_ip: dict[str, int] = {}     # open sessions per remote IP (MAXPERIP)
+        # MAXDAEMONS/MAXPERIP counts: this process's, or shared by the
+        # SMTP workers (indimail.smtp.worker sets a SharedLimits)
+        self.limits = LocalLimits()
 
-    def admit(self, ip: str, env: Environment) -> bool:
-        """Whether one more session from *ip* fits MAXDAEMONS and MAXPERIP."""
-        daemons = env.int("MAXDAEMONS", 0)
-        if daemons > 0 and self.active >= daemons:
-            log.info("tcpserver: end {ip} maxdaemons {n}", ip=ip, n=self.active)
-            return False
-        perip = env.int("MAXPERIP", 0)
-        count = self.per_ip.get(ip, 0)
-        if perip > 0 and count >= perip:
-            log.info("tcpserver: no ip slots for {ip}, perIPlimit {n}", ip=ip, n=count)
-            return False
-        return True
+    @property
+    def active(self) -> int:
+        """Open sessions of this listener (MAXDAEMONS)."""
+        return self.limits.active
 
-    def _opened(self, ip: str) -> Callable[[], None]:
-        self.active += 1
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+    @property
+    def per_ip(self) -> dict[str, int]:
+        """Open sessions per remote IP (MAXPERIP) of in-process counting."""
+        return self.limits.per_ip
+
+    def admit(self, ip: str, env: Environment) -> Callable[[], None] | None:
+        """Take a session slot for *ip* under MAXDAEMONS and MAXPERIP; the
+        returned callable (idempotent) frees it.  None: over a limit, logged
+        with tcpserver's wording."""
+        got = self.limits.acquire(ip, env.int("MAXPERIP", 0), env.int("MAXDAEMONS", 0))
+        if got.release is None:
+            if got.limit == "MAXDAEMONS":
+                log.info("tcpserver: end {ip} maxdaemons {n}", ip=ip, n=got.count)
+            else:
+                if got.full:
+                    log.warn("smtpd limits table full: cannot count {ip}", ip=ip)
+                log.info("tcpserver: no ip slots for {ip}, perIPlimit {n}", ip=ip, n=got.count)
+            return None
+        return self._opened(got.release)
+
+    @staticmethod
+    def _opened(release: Callable[[], None]) -> Callable[[], None]:
         done = []
 
         def closed() -> None:
-            if done:
-                return
-            done.append(True)
-            self.active -= 1
-            left = self.per_ip.get(ip, 1) - 1
-            if left > 0:
-                self.per_ip[ip] = left
-            else:
-                self.per_ip.pop(ip, None)
+            if not done:
+                done.append(True)
+                release()
         return closed
 
     def buildProtocol(self, addr):
@@ -185,7 +195,8 @@ class SMTPFactory(ServerFactory):
                 log.info("tcpserver: deny {ip}", ip=ip)
                 return None
             assignments = list(result.assignments)
-        if not self.admit(ip, Environment(self.env()).apply(assignments)):
+        closed = self.admit(ip, Environment(self.env()).apply(assignments))
+        if closed is None:
             return None
 
         def setup(peer, local):
@@ -196,25 +207,25 @@ class SMTPFactory(ServerFactory):
                               local_ip=lip, local_port=lport, tls=self.tls)
             return session, load_settings(self.control, env, pid=self.pid)
 
-        proto = self.protocol(setup, self.plugins(), self.sink, self.reactor,
-                              tls=self.tls_options_for(self.server_tls()), auth=self.auth(),
-                              rules=self.rules_files)
-        proto.on_lost = self._opened(ip)
+        try:
+            proto = self.protocol(setup, self.plugins(), self.sink, self.reactor,
+                                  tls=self.tls_options_for(self.server_tls()),
+                                  auth=self.auth(), rules=self.rules_files)
+        except BaseException:
+            closed()
+            raise
+        proto.on_lost = closed
         if self.auth_fail_delay is not None:
             proto.auth_fail_delay = self.auth_fail_delay
         proto.factory = self
         return proto
 
     def tls_options_for(self, server_tls: ServerTLS | None):
-        """The protocol's ``tls``: a context per session env (TLS_CIPHER_LIST)."""
+        """The protocol's ``tls``: a context per session env (TLS_CIPHER_LIST)
+        and the tlsclients check after the handshake."""
         if server_tls is None:
             return None
-        control = self.control
-
-        def options(env):
-            ciphers = env.get("TLS_CIPHER_LIST") or ":".join(control.lines("tlsserverciphers"))
-            return server_tls.options(ciphers or None, control.value("tlsservermethod"))
-        return options
+        return StartTLS(server_tls, self.control)
 
 
 class SMTPService(service.MultiService):
@@ -272,8 +283,9 @@ class SMTPService(service.MultiService):
         return build_plugin_chain(setup, self.reactor)
 
     def reload_tls_and_auth(self):
-        """Re-read ``certs/servercert.pem`` and the AUTH checkers (start, SIGHUP)."""
-        self.server_tls = ServerTLS.from_file(self.home.certs / "servercert.pem")
+        """Re-read ``certs/servercert.pem`` (and ``clientca.pem``,
+        ``clientcrl.pem``) and the AUTH checkers (start, SIGHUP)."""
+        self.server_tls = load_server_tls(self.home.certs, self.environments["smtpd"])
         auths = {flavour: load_auth(self.home, env, self.reactor)
                  for flavour, env in self.environments.items()}
         loads = [a.load() for a in auths.values() if a is not None]

@@ -3,8 +3,9 @@
 Built by the service when a connection starts (the protocol never reads a
 file): ``me``, ``smtpgreeting`` (every line: upstream's multi-line
 220/250/221 replies), ``timeoutsmtpd`` (default 1200 s),
-``databytes`` (``DATABYTES`` wins; 0 = unlimited), ``maxhops`` (default
-100), ``maxcmdlen`` (0 or unset: 1000 bytes, RFC 5321's text-line limit).
+``databytes`` (``DATABYTES`` wins; 0 = unlimited), ``maxhops``
+(``MAXHOPS`` wins over control ``maxhops``; 0, negative or unset: 100),
+``maxcmdlen`` (0 or unset: 1000 bytes, RFC 5321's text-line limit).
 The session limits take the variable when set, else the control file
 (upstream ``open_control_once_int``): ``MAXRECIPIENTS``/``maxrecipients``
 (0 = no limit), ``TARPITCOUNT``/``tarpitcount`` and
@@ -89,7 +90,7 @@ def load_settings(control: ControlFiles, env: Mapping[str, str], *, pid: int) ->
     lines = [line.strip() for line in control.lines("smtpgreeting")]
     greeting = lines[0] if lines and lines[0] else me
     timeout = control.int("timeoutsmtpd", DEFAULT_TIMEOUT)
-    maxhops = control.int("maxhops", DEFAULT_MAXHOPS)
+    maxhops = env_or_control(control, env, "MAXHOPS", "maxhops", DEFAULT_MAXHOPS)
     maxcmdlen = control.int("maxcmdlen", 0)
     return SessionSettings(
         me=me,

@@ -6,14 +6,23 @@ as upstream qmail-smtpd).  ``TLS_CIPHER_LIST`` (else control
 ``tlsserverciphers``) sets the TLS 1.2 cipher list; control
 ``tlsservermethod`` (``TLSv1_2``, ``TLSv1_3`` …) pins the protocol version
 as upstream's ``*_server_method()`` did.  A :class:`ServerTLS` is built at
-start and on SIGHUP; contexts are cached per (ciphers, method).
+start and on SIGHUP (:func:`load_server_tls`); contexts are cached per
+(ciphers, method).  As upstream, ``CERTDIR`` moves the certificate
+directory and ``SERVERCERT`` names the certificate file in it; with a
+``clientca.pem`` there STARTTLS also asks for a client certificate
+(:mod:`.tlsclients`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Mapping
+
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.logger import Logger
+
+from .tlsclients import ClientCA, cert_dir
 
 log = Logger()
 
@@ -24,14 +33,16 @@ METHODS = {
 
 
 class ServerTLS:
-    """Server contexts from one PEM holding the certificate and its key."""
+    """Server contexts from one PEM holding the certificate and its key;
+    *client_ca* (optional) makes them ask for a client certificate."""
 
-    def __init__(self, pem: bytes):
+    def __init__(self, pem: bytes, client_ca: ClientCA | None = None):
         self.certificate = ssl.PrivateCertificate.loadPEM(pem)
+        self.client_ca = client_ca
         self._options: dict[tuple[str | None, str | None], ssl.CertificateOptions] = {}
 
     @classmethod
-    def from_file(cls, path) -> "ServerTLS | None":
+    def from_file(cls, path, client_ca: ClientCA | None = None) -> "ServerTLS | None":
         """None when *path* does not exist or cannot be loaded (logged)."""
         try:
             with open(path, "rb") as f:
@@ -42,7 +53,7 @@ class ServerTLS:
             log.error("cannot read {path}: {err}", path=path, err=e)
             return None
         try:
-            return cls(pem)
+            return cls(pem, client_ca)
         except Exception as e:
             log.error("cannot load certificate {path}: {err}", path=path, err=e)
             return None
@@ -63,8 +74,18 @@ class ServerTLS:
             if version is not None:
                 ctx.set_min_proto_version(version)
                 ctx.set_max_proto_version(version)
+            if self.client_ca is not None:
+                self.client_ca.request(ctx)
             self._options[key] = opts
         return opts
+
+
+def load_server_tls(default_dir: Path, env: Mapping[str, str]) -> ServerTLS | None:
+    """``$CERTDIR/$SERVERCERT`` (default ``certs/servercert.pem``) with the
+    client CAs of the same directory; None without a usable certificate."""
+    certdir = cert_dir(default_dir, env)
+    client_ca = ClientCA.load(certdir, env)
+    return ServerTLS.from_file(certdir / (env.get("SERVERCERT") or "servercert.pem"), client_ca)
 
 
 def describe(transport) -> str | None:

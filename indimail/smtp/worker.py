@@ -5,7 +5,10 @@ listening sockets (``--listen FD:FLAVOUR:TLS:DESCRIPTION``); it accepts on
 them with the same :class:`~indimail.smtp.service.SMTPService` a single
 process runs, logs to stdout for the main process to relay, and ends when
 the main process does (``PR_SET_PDEATHSIG``, and a parent check as a
-fallback) so that no orphan keeps accepting after a crash.
+fallback) so that no orphan keeps accepting after a crash.  With
+``--limits FD --worker N`` its listeners count sessions in the shared table
+(:mod:`indimail.smtp.limits`), after forgetting what an earlier worker N
+left there.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="indimail-smtpd-worker")
     p.add_argument("--home", required=True)
     p.add_argument("--listen", action="append", default=[], type=parse_listen)
+    p.add_argument("--limits", type=int, default=None,
+                   help="fd of the shared MAXPERIP/MAXDAEMONS table")
+    p.add_argument("--worker", type=int, default=1, help="this worker's number")
     args = p.parse_args(argv)
     early_hup: list[int] = []   # a SIGHUP before the service is up must not kill us
     signal.signal(signal.SIGHUP, lambda signum, frame: early_hup.append(signum))
@@ -74,9 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     from indimail.smtp.workers import family_of
 
     svc = SMTPService(Home.from_env(args.home), reactor=reactor, env=os.environ)
+    table = None
+    if args.limits is not None:
+        from indimail.smtp.limits import SharedTable
+        table = SharedTable(args.limits)
+        table.reset(args.worker)   # a killed predecessor leaks nothing
     ports = []
-    for fd, flavour, tls, description in args.listen:
+    for scope, (fd, flavour, tls, description) in enumerate(args.listen):
         factory = svc.factory(flavour, tls)
+        if table is not None:
+            factory.limits = table.view(args.worker, scope)
         if tls:
             factory = tls_factory(reactor, description, factory)
         ports.append(reactor.adoptStreamPort(fd, family_of(fd), factory))

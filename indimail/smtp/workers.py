@@ -11,7 +11,10 @@ keeps the delivery engine, restarts a worker that dies, forwards SIGHUP and
 stops the workers (they finish their sessions) when it stops.  Workers log
 through their stdout, which the main process re-emits into its own log.
 
-Connection limits (``MAXDAEMONS``, ``MAXPERIP``) are counted per worker.
+Connection limits (``MAXDAEMONS``, ``MAXPERIP``) hold for the whole
+service: the main process creates a :class:`~indimail.smtp.limits.SharedTable`
+(one region per worker number, zeroed when its worker dies) and hands its fd
+to every worker (``--limits FD --worker N``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from twisted.python.failure import Failure
 
 from indimail.queue.layout import QueueDir, split_from_env
 from indimail.queue.reap import pid_alive, reap_dead_writers
+from indimail.smtp.limits import SharedTable
 
 log = Logger()
 
@@ -115,6 +119,7 @@ class WorkerPool(service.Service):
         self.transports: dict[int, object] = {}
         self._stopping = False
         self._previous_hup = None
+        self.limits: SharedTable | None = None   # the workers' shared session counts
 
     # -- listening ----------------------------------------------------------
     def _bind(self) -> None:
@@ -132,18 +137,22 @@ class WorkerPool(service.Service):
             port.stopReading()    # only the workers accept
             self.ports.append(port)
 
-    def worker_argv(self) -> tuple[list[str], dict[int, object]]:
+    def worker_argv(self, number: int = 1) -> tuple[list[str], dict[int, object]]:
         argv = [self.python, "-m", "indimail.smtp.worker", "--home", self.home_path]
         fds: dict[int, object] = {0: "w", 1: "r", 2: "r"}
         for i, (spec, port) in enumerate(zip(self.listeners, self.ports)):
             child_fd = 3 + i
             fds[child_fd] = port.fileno()
             argv += ["--listen", f"{child_fd}:{spec.flavour}:{int(spec.tls)}:{spec.description}"]
+        if self.limits is not None:
+            child_fd = 3 + len(self.ports)
+            fds[child_fd] = self.limits.fd
+            argv += ["--limits", str(child_fd), "--worker", str(number)]
         return argv, fds
 
     # -- workers --------------------------------------------------------------
     def _spawn(self, number: int) -> None:
-        argv, fds = self.worker_argv()
+        argv, fds = self.worker_argv(number)
         proto = _WorkerProcess(self, number)
         env = dict(self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -156,6 +165,8 @@ class WorkerPool(service.Service):
             return
         del self.workers[proto.number]
         self.transports.pop(proto.number, None)
+        if self.limits is not None:   # its sessions are gone with it
+            self.limits.reset(proto.number)
         if self._stopping:
             return
         log.warn("smtpd worker {n} ended ({code}); restarting", n=proto.number, code=code)
@@ -209,6 +220,8 @@ class WorkerPool(service.Service):
             return []
 
     def _spawn_all(self) -> None:
+        if self.limits is None:
+            self.limits = SharedTable.create(self.count, scopes=max(1, len(self.listeners)))
         for number in range(1, self.count + 1):
             self._spawn(number)
 
@@ -254,6 +267,9 @@ class WorkerPool(service.Service):
         def done(_):
             if killer.active():
                 killer.cancel()
+            if self.limits is not None:
+                self.limits.close()
+                self.limits = None
             return defer.DeferredList([defer.maybeDeferred(p.stopListening)
                                        for p in self.ports])
         return d.addBoth(done)

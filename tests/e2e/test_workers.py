@@ -10,7 +10,8 @@ import signal
 import smtplib
 import socket
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, endpoints, reactor, threads
+from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from indimail.smtp.workers import _parent, find_workers
@@ -42,7 +43,9 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-class WorkerTests(unittest.TestCase):
+class _Service:
+    """A MailSystem whose all-in-one service runs SMTP worker processes."""
+
     timeout = 180
 
     def setUp(self):
@@ -61,6 +64,9 @@ class WorkerTests(unittest.TestCase):
             f"smtpd worker {n}: [-] SMTPFactory starting on" in system.server.output
             for n in range(1, workers + 1)), timeout=60, what=f"{workers} workers")
         return main
+
+
+class WorkerTests(_Service, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_sessions_run_in_the_workers(self):
@@ -149,3 +155,155 @@ class SocketSharing(unittest.SynchronousTestCase):
         sock = socket.socket(socket.AF_INET6)
         self.addCleanup(sock.close)
         self.assertEqual(family_of(sock.fileno()), socket.AF_INET6)
+
+
+class _Raw(Protocol):
+    """A client that only listens: ``greeted`` fires on the server's first
+    bytes, ``lost`` (with everything received) when the connection ends."""
+
+    def __init__(self):
+        self.data = b""
+        self.greeted = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.data += data
+        if not self.greeted.called:
+            self.greeted.callback(self.data)
+
+    def connectionLost(self, reason):
+        if not self.greeted.called:
+            self.greeted.callback(b"")
+        self.lost.callback(self.data)
+
+
+class SharedLimitsTests(_Service, unittest.TestCase):
+    """MAXPERIP and MAXDAEMONS hold for the whole service, not per worker."""
+
+    timeout = 240
+
+    async def start_with(self, **variables: str) -> None:
+        """Two workers, with *variables* in variables/smtpd/."""
+        smtpd = self.system.home / "variables" / "smtpd"
+        smtpd.mkdir(parents=True, exist_ok=True)
+        for name, value in variables.items():
+            (smtpd / name).write_text(f"{value}\n")
+        await self.start()
+
+    async def connect(self) -> _Raw:
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.system.smtp_port)
+        client = await endpoints.connectProtocol(endpoint, _Raw())
+        self.addCleanup(client.transport.loseConnection)
+        return client
+
+    def refusals(self, line: str) -> set[int]:
+        """The numbers of the workers that logged *line*."""
+        return {int(n) for n in re.findall(rf"smtpd worker (\d+): .*{re.escape(line)}",
+                                           self.system.server.output)}
+
+    async def held_then_refused_everywhere(self, line: str) -> list[_Raw]:
+        """Two idle sessions are greeted; then every further connection is
+        closed without a byte until each worker has refused one (so a worker
+        holding none of the two sessions refused as well)."""
+        held = [await self.connect(), await self.connect()]
+        for client in held:
+            self.assertTrue((await client.greeted).startswith(b"220 "))
+        for attempt in range(400):
+            if self.refusals(line) == {1, 2}:
+                break
+            client = await self.connect()   # greeted fires with b"" on a silent close
+            self.assertEqual(await client.greeted, b"", f"attempt {attempt} was served")
+            logged = attempt + 1
+            await wait_for(reactor, lambda: self.system.server.output.count(line) >= logged,
+                           timeout=60, what="the refusal in the log")
+        self.assertEqual(self.refusals(line), {1, 2}, "connections never reached both workers")
+        return held
+
+    async def served_after_closing(self, held: list[_Raw]) -> None:
+        """After one held session ends, a new connection is greeted (the slot is
+        freed when the server has seen the close: retry until then)."""
+        held[0].transport.loseConnection()
+        await held[0].lost
+
+        async def greeted():
+            client = await self.connect()
+            data = await client.greeted
+            if data.startswith(b"220 "):
+                return client
+            return None
+        for _ in range(400):
+            client = await greeted()
+            if client is not None:
+                break
+        else:
+            self.fail("no session accepted after one ended")
+        third = await self.connect()
+        self.assertEqual(await third.greeted, b"")   # full again
+
+    def test_maxperip_across_workers(self):
+        """variables/smtpd/MAXPERIP=2 with --smtp-workers 2: two idle sessions from
+        127.0.0.1, then the third is dropped before any byte by whichever worker
+        takes it (tcpserver's "no ip slots" line); one closed, one more accepted."""
+        async def run():
+            await self.start_with(MAXPERIP="2")
+            held = await self.held_then_refused_everywhere(
+                "tcpserver: no ip slots for 127.0.0.1, perIPlimit 2")
+            await self.served_after_closing(held)
+        return defer.ensureDeferred(run())
+
+    def test_maxdaemons_across_workers(self):
+        """variables/smtpd/MAXDAEMONS=2 with --smtp-workers 2: two idle sessions,
+        then a third is dropped before any byte by either worker ("end ...
+        maxdaemons 2"); one closed, one more accepted."""
+        async def run():
+            await self.start_with(MAXDAEMONS="2")
+            held = await self.held_then_refused_everywhere(
+                "tcpserver: end 127.0.0.1 maxdaemons 2")
+            await self.served_after_closing(held)
+        return defer.ensureDeferred(run())
+
+    def test_a_killed_worker_leaks_no_slot(self):
+        """MAXPERIP=1: the worker holding the only session from 127.0.0.1 is
+        killed (-9); as soon as the main process has seen it end, the other
+        worker accepts a new session from that IP (the dead worker's counts
+        were zeroed, not left to block the IP)."""
+        async def run():
+            await self.start_with(MAXPERIP="1")
+            held = await self.connect()
+            self.assertTrue((await held.greeted).startswith(b"220 "))
+            owner = _socket_owner(held.transport.getHost().port, self.system.smtp_port)
+            self.assertIn(owner, _children(self.system.server.pid))
+            os.kill(owner, signal.SIGKILL)
+            await held.lost
+            await wait_for(reactor, lambda: "ended (" in self.system.server.output,
+                           timeout=60, what="the main process to see the worker end")
+            client = await self.connect()
+            self.assertTrue((await client.greeted).startswith(b"220 "))
+        return defer.ensureDeferred(run())
+
+
+def _socket_owner(client_port: int, server_port: int) -> int:
+    """The pid holding the server side of the loopback connection from
+    *client_port* (Linux ``/proc/net/tcp``)."""
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and \
+               int(remote.split(":")[1], 16) == client_port:
+                inode = fields[9]
+    assert inode is not None, "no server socket for the connection"
+    target = f"socket:[{inode}]"
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    return int(pid)
+            except OSError:
+                continue
+    raise AssertionError("no process holds the server socket")
