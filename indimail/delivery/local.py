@@ -45,12 +45,15 @@ from indimail.delivery.program import (
     ProgramOutcome, open_message, run_program, run_qmail_local)
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
+from indimail.send.batch import BatchRunner
 
 NO_MAILBOX = "Sorry, no mailbox here by that name. (#5.1.1)"
 LOOPING = "This message is looping: it already has my Delivered-To line. (#5.4.6)"
 BAD_MAXDT = "Unable to read control file maxdeliveredto. (#4.3.0)"
 DEFAULT_DELIVERY = "./Maildir/"
 CHUNK = 65536
+LOOKUP_TRIPS = 4    # lookup trips to threads at once
+LOOKUP_BATCH = 8    # deliveries per trip at most
 
 
 @dataclass
@@ -182,12 +185,18 @@ class LocalDelivery(DeliveryAgent):
         self.switch_users = os.geteuid() == 0 if switch_users is None else switch_users
         self._store = store
         self._store_lock = DeferredLock()
+        # lookups (and mailbox-only deliveries) of concurrent deliveries share
+        # trips to a thread; a few trips at once so their fsyncs overlap
+        self._lookups = BatchRunner(self._thread, self._prepare, parallel=LOOKUP_TRIPS,
+                                    limit=LOOKUP_BATCH)
 
     async def _run(self, mess: Path, sender: str, recipient: str, qqeh: str) -> DeliveryResult:
         local, host = split_address(recipient)
         if not local:
             return DeliveryResult(SUCCESS, "did 0+0+0")
-        start, plan = await self._thread(self._prepare, mess, sender, recipient, local, host)
+        start, plan = await self._lookups.submit(mess, sender, recipient, local, host, qqeh)
+        if isinstance(plan, DeliveryResult):
+            return plan   # the mailbox copies were written in that same thread
         filtered = None
         try:
             if start.filter is not None:
@@ -205,13 +214,35 @@ class LocalDelivery(DeliveryAgent):
                 await self._thread(dfilter.remove, str(filtered))
 
     def _prepare(self, mess: Path, sender: str, recipient: str, local: str,
-                 host: str) -> tuple[Start, Plan | None]:
+                 host: str, qqeh: str = "") -> tuple[Start, Plan | DeliveryResult | None]:
         """:meth:`start`, and the :meth:`plan` too when neither a filter nor
-        QMAILLOCAL comes first: one trip to a worker thread (blocking)."""
+        QMAILLOCAL comes first: one trip to a worker thread (blocking).  A
+        plan of nothing but Maildir/mbox lines for this process's own uid
+        is carried out right here too (the common case: one thread trip per
+        delivery); its DeliveryResult comes back instead of the plan."""
         start = self.start(sender, recipient, local, host)
         if start.filter is not None or start.qmaillocal is not None:
             return start, None
-        return start, self.plan(mess, sender, local, host, start)
+        plan = self.plan(mess, sender, local, host, start)
+        if _files_only(plan):
+            return start, self._files_now(plan, mess, qqeh)
+        return start, plan
+
+    def _files_now(self, plan: Plan, mess: Path, qqeh: str) -> DeliveryResult:
+        """Blocking: the Maildir and mbox lines of a :func:`_files_only`
+        plan, in order; the result :meth:`_local` would report."""
+        prefix = plan.rpline + plan.dtline + qqeh.encode("utf-8", "surrogateescape")
+        files = 0
+        for step in plan.instructions:
+            if step.kind == dotqmail.MAILDIR:
+                self.writer.deliver(self._path(plan.home, step.value), prefix, mess)
+            elif step.kind == dotqmail.MBOX:
+                deliver_mbox(self._path(plan.home, step.value), plan.ufline, prefix, mess,
+                             self.fsync)
+            else:
+                continue
+            files += 1
+        return DeliveryResult(SUCCESS, f"did {files}+0+0")
 
     async def _local(self, plan: Plan, mess: Path, qqeh: str) -> DeliveryResult:
         """qmail-local's work: the dot-qmail lines, in order."""
@@ -569,6 +600,16 @@ class _OneMessage:
 
     def mess(self, _msgid: int) -> Path:
         return self.path
+
+
+def _files_only(plan: Plan) -> bool:
+    """Whether *plan* only writes mailbox files as this process (no
+    program, forward or branch, no ``+list``, no other uid)."""
+    return (plan.run_as is None and not plan.forward_only
+            and all(s.kind in _FILE_KINDS for s in plan.instructions))
+
+
+_FILE_KINDS = frozenset({dotqmail.MAILDIR, dotqmail.MBOX, dotqmail.LABEL})
 
 
 def _executable(program: str, cwd: str) -> bool:

@@ -66,14 +66,9 @@ class MaildirWriter:
         """Write *prefix* then the file *message* into *maildir*; the path in
         ``new/``.  Raises DeliveryError with qmail-local's texts."""
         maildir = Path(maildir)
-        try:
-            if create:
-                ensure_maildir(maildir)
-            elif not (maildir / "tmp").is_dir():
-                raise FileNotFoundError(maildir)
-        except OSError:
-            raise temporary("Unable to chdir to maildir. (#4.2.1)") from None
-        fd, tmp, sec, usec, n = self._create_tmp(maildir)
+        if not create and not (maildir / "tmp").is_dir():
+            raise temporary("Unable to chdir to maildir. (#4.2.1)")
+        fd, tmp, sec, usec, n = self._create_tmp(maildir, create)
         try:
             try:
                 self._copy(fd, prefix, message)
@@ -83,7 +78,11 @@ class MaildirWriter:
             finally:
                 os.close(fd)
             new = maildir / "new" / self.new_name(sec, usec, n, st)
-            os.link(tmp, new)
+            try:
+                os.link(tmp, new)
+            except FileNotFoundError:
+                self._make(maildir, create)
+                os.link(tmp, new)
         except _ReadError:
             raise temporary("Unable to read message. (#4.3.0)") from None
         except OSError as exc:
@@ -94,14 +93,35 @@ class MaildirWriter:
             _unlink(tmp)
         return new
 
-    def _create_tmp(self, maildir: Path):
+    @staticmethod
+    def _make(maildir: Path, create: bool) -> None:
+        """Create the Maildir's directories (when allowed), in qmail-local's
+        words when that is impossible."""
+        try:
+            if not create:
+                raise FileNotFoundError(maildir)
+            ensure_maildir(maildir)
+        except OSError:
+            raise temporary("Unable to chdir to maildir. (#4.2.1)") from None
+
+    def _create_tmp(self, maildir: Path, create: bool):
+        """A new file in ``tmp/``; a missing Maildir is made first (only
+        then: an existing one costs no mkdir calls per delivery)."""
+        made = False
         for _attempt in range(3):
             now = self.clock()
             sec, usec = int(now), int((now - int(now)) * 1_000_000)
             n = self._next()
             tmp = maildir / "tmp" / self.tmp_name(sec, usec, n)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except (FileNotFoundError, NotADirectoryError):
+                    if made:
+                        raise
+                    self._make(maildir, create)
+                    made = True
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 continue
             except OSError as exc:

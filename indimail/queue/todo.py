@@ -101,10 +101,16 @@ class TodoResult:
     envelope: Envelope
     size: int
     recipients: list[tuple[str, str, str]]   # (channel, original, rewritten)
+    birth: float | None = None               # mtime of the info file just written
 
     def channels(self) -> list[str]:
         present = {channel for channel, _, _ in self.recipients}
         return [c for c in CHANNELS if c in present]
+
+    def channel_bytes(self, channel: str) -> bytes:
+        """What was written to the *channel* file (all records ``T``): the
+        first delivery pass needs not read it back."""
+        return recipient_bytes([a for c, _, a in self.recipients if c == channel])
 
 
 def list_ids(queue: QueueDir, kind: str) -> list[int]:
@@ -134,9 +140,10 @@ def _unlink(path) -> None:
         pass
 
 
-def write_new(path, data: bytes, *, fsync: bool = True, mode: int = 0o600) -> None:
-    """Create *path* exclusively with *data*, fsynced before returning."""
-    write_file(path, data, flags=os.O_CREAT | os.O_EXCL, mode=mode, fsync=fsync)
+def write_new(path, data: bytes, *, fsync: bool = True, mode: int = 0o600) -> float:
+    """Create *path* exclusively with *data*, fsynced before returning; the
+    file's mtime (for ``info``: the message's birth)."""
+    return write_file(path, data, flags=os.O_CREAT | os.O_EXCL, mode=mode, fsync=fsync)
 
 
 def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
@@ -167,11 +174,11 @@ def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
     for channel in CHANNELS:
         _unlink(queue.sub(channel, msgid))
     _unlink(queue.info(msgid))
-    write_new(queue.info(msgid), envelope.info_bytes(), fsync=fsync)
+    birth = write_new(queue.info(msgid), envelope.info_bytes(), fsync=fsync)
     for channel in CHANNELS:
         if per_channel[channel]:
             write_new(queue.sub(channel, msgid), recipient_bytes(per_channel[channel]),
                       fsync=fsync)
     _unlink(queue.intd(msgid))
     _unlink(queue.todo(msgid))
-    return TodoResult(msgid, envelope, size, recipients)
+    return TodoResult(msgid, envelope, size, recipients, birth)

@@ -40,8 +40,12 @@ def read_pass(queue: QueueDir, msgid: int, channel: str) -> PassWork | None:
     return PassWork(info, birth, parse_recipients(data))
 
 
-def mark_done(path, offset: int, *, fsync: bool = True) -> None:
-    """Blocking: overwrite a record's ``T`` with ``D`` in place."""
+def mark_done(path, offset: int, *, fsync: bool = False) -> None:
+    """Blocking: overwrite a record's ``T`` with ``D`` in place.
+
+    Not fsynced by default, as qmail-send's markdone(): the delivery itself
+    is durable (the Maildir copy is fsynced, a remote host said 250), and a
+    ``D`` lost in a crash means one more delivery, never a lost message."""
     fd = os.open(path, os.O_WRONLY)
     try:
         os.pwrite(fd, b"D", offset)
@@ -103,10 +107,45 @@ def startup_state(queue: QueueDir, msgid: int) -> dict | None:
     return due
 
 
-def close_channel(queue: QueueDir, msgid: int, channel: str) -> bool:
-    """Blocking: remove a finished channel file; True when no channel is left."""
-    unlink(queue.sub(channel, msgid))
-    return not any(os.path.lexists(queue.sub(c, msgid)) for c in CHANNELS)
+@dataclass
+class FinishState:
+    """A message ready to be finished: its info, birth and whether a
+    ``bounce/`` file waits to be sent."""
+
+    info: Info
+    birth: float
+    bounce: bool
+    removed: bool = False   # no bounce: the message's files are gone already
+
+
+def finish_state(queue: QueueDir, msgid: int) -> FinishState | None:
+    """Blocking: :func:`done_state` plus whether ``bounce/id`` exists."""
+    state = done_state(queue, msgid)
+    if state is None:
+        return None
+    return FinishState(state[0], state[1], os.path.lexists(queue.bounce(msgid)))
+
+
+def close_channel(queue: QueueDir, msgid: int, channel: str, marks=(),
+                  mark=None, remove: bool = False) -> tuple[bool, FinishState | None]:
+    """Blocking: remove a finished channel file; (no channel left, the
+    message's :class:`FinishState` then), so one trip to a thread closes and
+    inspects.  With *marks* (offsets of records just delivered) their ``D``
+    is written first, as each result is recorded before anything else
+    happens; *mark* (default :func:`mark_done`) writes one ``D``.  With
+    *remove*, a message that is done and has no bounce to send is removed
+    too (:func:`remove_message`; ``removed`` set in the state)."""
+    path = queue.sub(channel, msgid)
+    for offset in marks:
+        (mark or mark_done)(path, offset)
+    unlink(path)
+    if any(os.path.lexists(queue.sub(c, msgid)) for c in CHANNELS):
+        return False, None
+    state = finish_state(queue, msgid)
+    if remove and state is not None and not state.bounce:
+        remove_message(queue, msgid)
+        state.removed = True
+    return True, state
 
 
 def set_due(path, when: float) -> None:

@@ -8,7 +8,12 @@ A channel held by ``holdlocal``/``holdremote`` starts no delivery: its due
 passes wait until a SIGHUP lifts the hold.
 Every result is written to disk (bounce record, then ``D`` in place)
 before anything else happens, so a crash repeats at most the deliveries in
-flight.  All file work runs off the reactor thread.
+flight.  All file work runs off the reactor thread, in few trips: todo
+files and finished channels go in batches (:mod:`.batch`), a new message's
+first pass uses what todo processing just wrote, and closing its last
+channel file removes the message in the same trip.  ``D`` marks are not
+fsynced (qmail-send's markdone() does not either); info, local/remote and
+Maildir copies are.
 """
 
 from __future__ import annotations
@@ -25,25 +30,31 @@ from indimail.queue.bounce import (BounceConfig, bounce_envelope, bounce_record,
                                    bounce_sender, bounced_address, build_bounce,
                                    inject_bounce, read_bounce_parts, strip_vdom_prepend)
 from indimail.queue.cleanup import cleanup_queue
-from indimail.queue.envelope import EnvelopeError, Info
+from indimail.queue.envelope import EnvelopeError, Info, parse_recipients
 from indimail.queue.layout import QueueDir
 from indimail.queue.schedule import (CHANNELS, dying_report, is_dying,
                                      lifetime_for, next_retry, report_lines)
 from indimail.queue.todo import TodoError, list_ids, process_todo
 from indimail.send import logline
-from indimail.send.disk import (append_bounce, close_channel, done_state, mark_done,
-                                read_pass, remove_message, set_due, startup_state, unlink)
+from indimail.send.disk import (FinishState, PassWork, append_bounce, close_channel,
+                                finish_state, mark_done, read_pass, remove_message, set_due,
+                                startup_state, unlink)
 from indimail.send.config import SendConfig
 from indimail.send.hooks import (DISCARD, SEND, BounceArgs, queue_with_program,
                                  run_bounce_processor, split_bounce_text)
+from indimail.send.batch import BatchRunner
 from indimail.send.ratelimit import make_limiter
 from indimail.send.trigger import TriggerWatcher
 
 SLEEP_SYSFAIL = 123      # qmail-send's retry delay after a system failure
 TODO_INTERVAL = 60       # periodic todo scan besides the trigger
+TODO_PARALLEL = 4        # todo batches in threads at once: their fsyncs share flushes
+TODO_BATCH = 16          # todo files per batch (one trip to a thread)
+TODO_WINDOW = 64         # todo files handed to the batches before the next scan
 CLEANUP_INTERVAL = 3600  # periodic stale-file cleanup
 FINISH = "done"          # timer key: finish the message (bounce, remove) again
 PQADD = "pqadd"          # timer key: look at the message's files again
+MARK_LATER = "mark later"  # a success whose D is written when the channel closes
 
 
 def sender_for(sender: str, recipient: str) -> str:
@@ -58,6 +69,11 @@ def sender_for(sender: str, recipient: str) -> str:
     return sender
 
 
+def _todo_job(queue: QueueDir, msgid: int, rewriter, fsync: bool):
+    """Blocking: one todo file, as a :class:`BatchRunner` job."""
+    return process_todo(queue, msgid, rewriter, fsync=fsync)
+
+
 class QueueEngine(service.Service):
     """Processes, schedules and delivers the messages of one queue."""
 
@@ -69,7 +85,8 @@ class QueueEngine(service.Service):
                  label: str | None = None, watch_trigger: bool = True,
                  todo_interval: float = TODO_INTERVAL,
                  cleanup_interval: float = CLEANUP_INTERVAL, run_process=None,
-                 redis_factory=None, queue_program=None):
+                 redis_factory=None, queue_program=None, todo_parallel: int = TODO_PARALLEL,
+                 todo_batch: int = TODO_BATCH):
         if reactor is None:
             from twisted.internet import reactor as global_reactor
             reactor = global_reactor
@@ -95,6 +112,16 @@ class QueueEngine(service.Service):
         self._inflight: set[defer.Deferred] = set()
         self._todo_busy = False
         self._todo_again = False
+        self._todo_slots = defer.DeferredSemaphore(TODO_WINDOW)
+        self._todo_inflight: set[int] = set()
+        # todo files and finished channel files are handled in batches: few
+        # trips to a thread however many messages arrive
+        self._todo_runner = BatchRunner(self._blocking, _todo_job, parallel=todo_parallel,
+                                        limit=todo_batch)
+        self._closer = BatchRunner(self._blocking, close_channel, parallel=2, limit=64)
+        # (msgid, channel) → the PassWork todo processing just wrote: the
+        # first pass of a new message needs not read its files back
+        self._fresh: dict[tuple[int, str], PassWork] = {}
         self._stopping = False
         self._loops: list[task.LoopingCall] = []
         self._trigger: TriggerWatcher | None = None
@@ -246,6 +273,7 @@ class QueueEngine(service.Service):
         self._timers.clear()
         self._held.clear()
         self._delayed.clear()
+        self._fresh.clear()
         self._set_ready()
         d = defer.DeferredList(list(self._inflight))
         d.addCallback(lambda _: service.Service.stopService(self))
@@ -328,23 +356,51 @@ class QueueEngine(service.Service):
         self._track(self._todo_run(), "todo processing")
 
     async def _todo_run(self) -> None:
+        """Preprocess every file in ``todo/``: in batches (one trip to a
+        thread each), TODO_PARALLEL batches at once so their fsyncs overlap
+        and the disk flushes them together; at most TODO_WINDOW files are
+        handed out before the next scan."""
         self._todo_busy = True
         try:
             again = True
             while again and not self._stopping:
                 self._todo_again = False
                 for msgid in await self._blocking(list_ids, self.queue, "todo"):
+                    if msgid in self._todo_inflight:
+                        continue
+                    await self._todo_slots.acquire()
                     if self._stopping:
+                        self._todo_slots.release()
                         break
-                    try:
-                        await self._todo_one(msgid)
-                    except Exception:
-                        self.log.failure("{queue}: trouble processing todo {msgid}; "
-                                         "will try again later", queue=self.queue.name,
-                                         msgid=msgid)
+                    self._todo_inflight.add(msgid)
+                    d = self._track(self._todo_guarded(msgid), "todo processing")
+                    d.addBoth(self._todo_ended, msgid)
                 again = self._todo_again
         finally:
             self._todo_busy = False
+
+    def _todo_ended(self, result, msgid: int):
+        self._todo_inflight.discard(msgid)
+        self._todo_slots.release()
+        return result
+
+    async def _todo_guarded(self, msgid: int) -> None:
+        try:
+            await self._todo_one(msgid)
+        except Exception:
+            self.log.failure("{queue}: trouble processing todo {msgid}; "
+                             "will try again later", queue=self.queue.name, msgid=msgid)
+
+    def _live(self, msgid: int) -> bool:
+        """Whether the engine still works on message *msgid* (a pass due,
+        running or held, or finishing)."""
+        if msgid in self._finishing:
+            return True
+        for channel in (*CHANNELS, FINISH, PQADD):
+            key = (msgid, channel)
+            if key in self._timers or key in self._running or key in self._held:
+                return True
+        return False
 
     async def _todo_one(self, msgid: int) -> None:
         if msgid in self._finishing:
@@ -352,9 +408,13 @@ class QueueEngine(service.Service):
             # info file is still being removed.  Preprocess it once that is done.
             self._todo_after_finish.add(msgid)
             return
+        if self._live(msgid):
+            # a scan older than this message's own todo processing saw its
+            # todo file; a new message cannot have the id before it ends
+            return
         try:
-            result = await self._blocking(process_todo, self.queue, msgid,
-                                          self.config.rewriter, fsync=self.config.fsync)
+            result = await self._todo_runner.submit(self.queue, msgid, self.config.rewriter,
+                                                    self.config.fsync)
         except TodoError as exc:
             self._emit(f"warning: {exc}")
             return
@@ -369,7 +429,11 @@ class QueueEngine(service.Service):
                                          self.label))
         channels = result.channels()
         now = self.reactor.seconds()
+        info = Info(env.sender, env.extra_headers, env.env_headers)
         for channel in channels:
+            if result.birth is not None and not self._stopping:
+                self._fresh[(msgid, channel)] = PassWork(
+                    info, result.birth, parse_recipients(result.channel_bytes(channel)))
             self._schedule(msgid, channel, now)
         if not channels:
             self._finish_soon(msgid)
@@ -410,8 +474,10 @@ class QueueEngine(service.Service):
             self._track(self._pqadd(msgid), f"looking at msg {msgid}", self._later(msgid, PQADD))
             return
         if self._stopping or key in self._running:
+            self._fresh.pop(key, None)
             return
         if self.config.hold.get(channel, False):
+            self._fresh.pop(key, None)   # read again when the hold lifts
             self._held.add(key)
             return
         self._delayed.discard(key)
@@ -421,8 +487,10 @@ class QueueEngine(service.Service):
         d.addBoth(lambda _: self._running.discard(key))
 
     async def _pass(self, msgid: int, channel: str) -> None:
+        work = self._fresh.pop((msgid, channel), None)
         try:
-            work = await self._blocking(read_pass, self.queue, msgid, channel)
+            if work is None:
+                work = await self._blocking(read_pass, self.queue, msgid, channel)
         except (OSError, EnvelopeError) as exc:
             self._emit(f"warning: trouble reading {self.queue.sub(channel, msgid)}; "
                        f"will try again later ({exc})")
@@ -438,6 +506,9 @@ class QueueEngine(service.Service):
         dying = is_dying(work.birth, now, lifetime)
         sem = self._sems[channel]
         pending = [r for r in work.records if not r.done]
+        # a lone recipient's D is written with the channel's close (one trip
+        # to a thread): nothing happens between its result and that write
+        mark_later = len(pending) == 1 and not self._rate_active
         starts, wait = [], None
         for record in pending:
             if self._rate_active and not self._stopping:
@@ -446,7 +517,7 @@ class QueueEngine(service.Service):
                     wait += self.reactor.seconds()   # due when the rate allows
                     break
             starts.append(sem.run(self._deliver_deferred, msgid, channel, record,
-                                  work.info, dying))
+                                  work.info, dying, mark_later))
         outcomes = await defer.DeferredList(starts, consumeErrors=True)
         for ok, value in outcomes:
             if not ok:  # every delivery has ended; now report the first error
@@ -463,8 +534,8 @@ class QueueEngine(service.Service):
                 await self._blocking(set_due, self.queue.sub(channel, msgid), wait)
             return
         if all(results):
-            if await self._blocking(close_channel, self.queue, msgid, channel):
-                self._finish_soon(msgid)
+            marks = [r.offset for r, done in zip(pending, results) if done is MARK_LATER]
+            await self._close(msgid, channel, marks)
             return
         if None in results:
             return  # stopping: untried recipients stay due now, for the next start
@@ -489,9 +560,11 @@ class QueueEngine(service.Service):
         return defer.ensureDeferred(self._deliver(*args))
 
     async def _deliver(self, msgid: int, channel: str, record, info: Info,
-                       dying: bool) -> bool | None:
+                       dying: bool, mark_later: bool = False) -> bool | str | None:
         """One recipient: deliver, log, write the result.  True when marked
-        D, False when deferred, None when not tried (the engine is stopping)."""
+        D, False when deferred, None when not tried (the engine is stopping);
+        with *mark_later* a success is MARK_LATER: the caller writes its D
+        when it closes the channel file."""
         if self._stopping:
             return None
         self._delid += 1
@@ -519,6 +592,8 @@ class QueueEngine(service.Service):
             self._emit(logline.delivery(delid, status, report, self.label))
             if status == "deferral":
                 return False
+            if mark_later and status == "success":
+                return MARK_LATER
             await self._record(msgid, channel, record, status, report)
             return True
         finally:
@@ -537,16 +612,43 @@ class QueueEngine(service.Service):
                                           self.config.rewriter.virtualdomains)
             await self._blocking(append_bounce, self.queue.bounce(msgid),
                                  bounce_record(original, report), fsync=fsync)
-        await self._blocking(mark_done, self.queue.sub(channel, msgid), record.offset,
-                             fsync=fsync)
+        await self._blocking(mark_done, self.queue.sub(channel, msgid), record.offset)
 
     # -- finishing a message ----------------------------------------------
 
-    def _finish_soon(self, msgid: int) -> None:
+    async def _close(self, msgid: int, channel: str, marks: list[int]) -> None:
+        """Every recipient of the channel is done: write the pending ``D``
+        marks, remove the channel file and, when it was the message's last
+        and no bounce waits, the message too, in one trip to a thread.
+
+        The id is held in ``_finishing`` meanwhile: once ``mess`` is gone a
+        new message may get its inode, and its todo file then waits until
+        ``end msg`` of this one is logged (upstream logs it first)."""
+        remove = msgid not in self._finishing
+        if remove:
+            self._finishing.add(msgid)
+        try:
+            last, state = await self._closer.submit(self.queue, msgid, channel, marks,
+                                                    mark_done, remove)
+        except BaseException:
+            if remove:
+                self._finished(None, msgid)
+            raise
+        if not remove:
+            return   # the message is being finished already
+        if last and state is not None and state.removed:
+            self._emit(logline.end_msg(msgid, self.label))
+        self._finished(None, msgid)
+        if last and state is not None and not state.removed:
+            self._finish_soon(msgid, state)   # a bounce to send first
+
+    def _finish_soon(self, msgid: int, state: FinishState | None | bool = True) -> None:
+        """Finish the message; *state* is its FinishState when the caller
+        just read it (None: nothing to finish), True to read it now."""
         if msgid in self._finishing:
             return
         self._finishing.add(msgid)
-        d = self._track(self._finish(msgid), f"finishing msg {msgid}",
+        d = self._track(self._finish(msgid, state), f"finishing msg {msgid}",
                         self._later(msgid, FINISH))
         d.addBoth(self._finished, msgid)
 
@@ -557,14 +659,15 @@ class QueueEngine(service.Service):
             self.kick()
         return result
 
-    async def _finish(self, msgid: int) -> None:
+    async def _finish(self, msgid: int, state: FinishState | None | bool = True) -> None:
         """messdone(): inject the bounce, then remove info, intd and mess."""
-        state = await self._blocking(done_state, self.queue, msgid)
+        if state is True:
+            state = await self._blocking(finish_state, self.queue, msgid)
         if state is None:
             return
-        info, birth = state
         try:
-            await self._bounce(msgid, info, birth)
+            if state.bounce:
+                await self._bounce(msgid, state.info, state.birth)
         except Exception:
             self.log.failure("{queue}: trouble injecting bounce message, will try later",
                              queue=self.queue.name)

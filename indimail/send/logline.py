@@ -7,18 +7,17 @@ that carry it upstream, and only when several queues run.
 
 from __future__ import annotations
 
+import re
+
+
+_UNSAFE = re.compile(r"[^!-$&-~]")   # all but printable ASCII without % and space
+
 
 def logsafe(text: str) -> str:
     """qsutil's logsafe: newline → ``/``; space, ``%``, controls, non-ASCII → ``_``."""
-    out = []
-    for ch in text:
-        if ch == "\n":
-            out.append("/")
-        elif ch == "%" or ch < "!" or ch > "~":
-            out.append("_")
-        else:
-            out.append(ch)
-    return "".join(out)
+    if "\n" in text:
+        text = text.replace("\n", "/")
+    return _UNSAFE.sub("_", text)
 
 
 def _tail(label: str | None) -> str:

@@ -17,6 +17,7 @@ from typing import Mapping
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from typing import Callable
@@ -30,6 +31,10 @@ from indimail.send.engine import QueueEngine
 NAME = "indimail-send"
 SLOWQ = "slowq"
 RESTART_DELAY = 1.0   # qmail-daemon sleeps a second before restarting a queue
+# the delivery engine's own worker threads: todo processing (TODO_PARALLEL
+# per queue) and concurrencylocal Maildir writes fsync side by side, so the
+# file system commits them together; the reactor's pool (10) would queue them
+POOL_MIN, POOL_MAX = 4, 64
 
 
 class SendService(service.MultiService):
@@ -39,8 +44,9 @@ class SendService(service.MultiService):
 
     def __init__(self, reactor, *, install_signals: bool = False, enqueuer=None,
                  engine_factory: Callable[..., QueueEngine] | None = None,
-                 restart_delay: float = RESTART_DELAY):
+                 restart_delay: float = RESTART_DELAY, threadpool=None):
         super().__init__()
+        self.threadpool = threadpool   # ours: started and stopped with the service
         self.setName(NAME)
         self.reactor = reactor
         self.install_signals = install_signals
@@ -103,6 +109,8 @@ class SendService(service.MultiService):
             engine.run_now()
 
     def startService(self):
+        if self.threadpool is not None and not self.threadpool.started:
+            self.threadpool.start()
         if self.install_signals:
             for signum, action in ((signal.SIGHUP, self.reload),
                                    (signal.SIGALRM, self.run_now)):
@@ -119,13 +127,16 @@ class SendService(service.MultiService):
             signal.signal(signum, old)
         self._old_handlers.clear()
         d = defer.maybeDeferred(super().stopService)
-        d.addBoth(self._close_enqueuer)
+        d.addBoth(self._close_own)
         return d
 
-    def _close_enqueuer(self, result):
-        """After the engines drained: bounces and forwards are written."""
+    def _close_own(self, result):
+        """After the engines drained (bounces and forwards are written, no
+        file work is left): close the Enqueuer and the thread pool we made."""
         if self._own_enqueuer is not None:
             self._own_enqueuer.close()
+        if self.threadpool is not None and self.threadpool.started:
+            self.threadpool.stop()
         return result
 
 
@@ -149,16 +160,22 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
         reactor = global_reactor
     senv = service_environment(home, "send", base=env)
     control = ControlFiles(home.control)
+    pool = None
+    if blocking is None and IReactorThreads.providedBy(reactor):
+        from indimail.queue.enqueue import QueueThreadPool
+        pool = QueueThreadPool(minthreads=POOL_MIN, maxthreads=POOL_MAX, name=NAME)
+        blocking = _in_pool(reactor, pool)
     own_enqueuer = None
     if enqueuer is None:
         from indimail.queue.enqueue import Enqueuer
         enqueuer = own_enqueuer = Enqueuer(home, senv, reactor=reactor)
     if local is None:
         from indimail.delivery.local import LocalDelivery
-        local = LocalDelivery(home, control, enqueuer, reactor=reactor, env=senv)
+        local = LocalDelivery(home, control, enqueuer, reactor=reactor, env=senv,
+                              threadpool=pool)
     if remote is None:
         from indimail.delivery.remote import RemoteDelivery
-        remote = RemoteDelivery(home, control, reactor=reactor, env=senv)
+        remote = RemoteDelivery(home, control, reactor=reactor, env=senv, threadpool=pool)
     def make_engine(queue: QueueDir, label: str | None) -> QueueEngine:
         def config(queue_name=queue.name):
             return SendConfig.load(control, service_environment(home, "send", base=env),
@@ -169,7 +186,7 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
                            **dict(engine_options or {}))
 
     top = SendService(reactor, install_signals=install_signals, enqueuer=own_enqueuer,
-                      engine_factory=make_engine)
+                      engine_factory=make_engine, threadpool=pool)
     if dynamic is None:
         from indimail.send.dynamic import dynamic_enabled
         dynamic = dynamic_enabled(senv) and not senv.get("QUEUEDIR")
@@ -195,8 +212,14 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
 
 
 def _in_thread(reactor):
+    return _in_pool(reactor, None)
+
+
+def _in_pool(reactor, pool):
+    """A ``blocking`` runner: *f* in *pool* (None: the reactor's pool)."""
     from twisted.internet import threads
 
     def run(f, *args, **kwargs):
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
+        return threads.deferToThreadPool(reactor, pool if pool is not None else reactor.getThreadPool(),
+                                         f, *args, **kwargs)
     return run

@@ -314,3 +314,66 @@ class RealQueueForwardTests(TestCase):
         self.assertIn(b"invoked by alias", mess.split(b"\n", 1)[0])
         self.assertTrue(mess.endswith(
             b"\nDelivered-To: example.com-alice@example.com\n" + MESSAGE))
+
+
+class _CountingPool:
+    """A thread pool stand-in that runs work inline and counts the trips."""
+
+    started = True
+
+    def __init__(self):
+        self.trips = 0
+
+    def callInThreadWithCallback(self, onResult, func, *args, **kw):
+        from twisted.python.failure import Failure
+        self.trips += 1
+        try:
+            result = func(*args, **kw)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+
+class ThreadTripTests(TestCase):
+
+    def setUp(self):
+        self.base = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.base)
+        self.home = make_home(self.base)
+        self.queue, self.msgid = queue_message(self.home)
+        self.pool = _CountingPool()
+        self.agent = LocalDelivery(self.home, control(self.home), FakeEnqueuer(),
+                                   reactor=reactor, threadpool=self.pool,
+                                   env={"PATH": os.environ.get("PATH", "")})
+        self.domain = self.home.domains / "example.com"
+
+    async def test_mailbox_lines_take_one_trip(self):
+        """A dot-qmail file of Maildir and mbox lines only is looked up and
+        carried out in a single trip to a worker thread, with the usual
+        report and copies."""
+        write_dotqmail(self.home, ".qmail-alice", "./alice/Maildir/\n./alice.mbox\n")
+        result = await self.agent.deliver(self.queue, self.msgid, "bob@example.org", ALICE)
+        self.assertEqual((result.status, result.report), ("success", "did 2+0+0"))
+        self.assertEqual(self.pool.trips, 1)
+        self.assertEqual(len(os.listdir(self.domain / "alice" / "Maildir" / "new")), 1)
+        self.assertTrue((self.domain / "alice.mbox").read_bytes().startswith(
+            b"From bob@example.org "))
+
+    async def test_mailbox_error_in_one_trip(self):
+        """A Maildir that cannot be made fails in that single trip with
+        qmail-local's text."""
+        write_dotqmail(self.home, ".qmail-alice", "./alice/Maildir/\n")
+        (self.domain / "alice").write_bytes(b"not a directory")
+        result = await self.agent.deliver(self.queue, self.msgid, "bob@example.org", ALICE)
+        self.assertEqual((result.status, result.report),
+                         ("deferral", "Unable to chdir to maildir. (#4.2.1)"))
+        self.assertEqual(self.pool.trips, 1)
+
+    async def test_program_lines_keep_their_own_path(self):
+        """A program line is not run in the lookup's thread trip: it runs as
+        a child process after it."""
+        write_dotqmail(self.home, ".qmail-alice", "./alice/Maildir/\n|cat > /dev/null\n")
+        result = await self.agent.deliver(self.queue, self.msgid, "bob@example.org", ALICE)
+        self.assertEqual((result.status, result.report), ("success", "did 1+0+1"))
+        self.assertGreater(self.pool.trips, 1)

@@ -68,3 +68,32 @@ class MaildirTests(SynchronousTestCase):
     def test_safe_hostname(self):
         """Slashes and colons in the host name are encoded as 057 and 072."""
         self.assertEqual(safe_hostname("a/b:c"), "a057b072c")
+
+
+class MaildirDirectoryTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.base = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.base)
+        self.message = self.base / "msg"
+        self.message.write_bytes(b"Subject: x\n\nbody\n")
+        self.writer = MaildirWriter(hostname="mx.example.com", pid=123)
+        self.made = []
+        real = os.makedirs
+        self.patch(os, "makedirs", lambda *a, **k: self.made.append(a[0]) or real(*a, **k))
+
+    def test_existing_maildir_costs_no_mkdir(self):
+        """Delivering into an existing Maildir makes no mkdir calls."""
+        ensure_maildir(self.base / "Maildir")
+        del self.made[:]
+        self.writer.deliver(self.base / "Maildir", b"", self.message)
+        self.writer.deliver(self.base / "Maildir", b"", self.message)
+        self.assertEqual(self.made, [])
+        self.assertEqual(len(os.listdir(self.base / "Maildir" / "new")), 2)
+
+    def test_missing_new_is_created(self):
+        """A Maildir whose new/ is missing gets it at link time."""
+        (self.base / "Maildir" / "tmp").mkdir(parents=True)
+        path = self.writer.deliver(self.base / "Maildir", b"", self.message)
+        self.assertEqual(path.parent, self.base / "Maildir" / "new")
+        self.assertEqual(sorted(os.listdir(self.base / "Maildir")), ["cur", "new", "tmp"])

@@ -66,3 +66,46 @@ class ServiceTests(unittest.SynchronousTestCase):
         options = tap.Options()
         options.parseOptions(["--home", "/tmp/x"])
         self.assertEqual(options["home"], "/tmp/x")
+
+
+class OwnThreadPoolTests(unittest.TestCase):
+
+    def test_engine_file_work_runs_on_its_own_pool(self):
+        """With a threaded reactor and no runner given, the service makes its
+        own thread pool (wider than the reactor's ten threads, so todo
+        batches and concurrencylocal deliveries fsync side by side): the
+        engines and the local agent use it, it starts with the service and
+        stops once the engines have drained."""
+        from twisted.internet import reactor
+        from indimail.queue.enqueue import Enqueuer
+        from indimail.send.service import POOL_MAX
+
+        home = Home(Path(tempdir(self)))
+        os.makedirs(home.control)
+        (home.control / "me").write_text("mx.example.net\n")
+        enqueuer = Enqueuer(home, {}, reactor=reactor)
+        self.addCleanup(enqueuer.close)
+        svc = make_send_service(home, reactor=reactor, env={}, enqueuer=enqueuer)
+        pool = svc.threadpool
+        self.assertIsNotNone(pool)
+        self.assertEqual(pool.max, POOL_MAX)
+        self.assertGreater(POOL_MAX, reactor.getThreadPool().max)
+        self.assertIs(svc.engines[0].agents["local"].threadpool, pool)
+        self.assertFalse(pool.started)
+        svc.startService()
+        self.assertTrue(pool.started)
+        seen = []
+
+        def where():
+            import threading
+            seen.append(threading.current_thread().name)
+
+        d = svc.engines[0]._blocking(where)
+        d.addCallback(lambda _: svc.when_ready())
+        d.addCallback(lambda _: svc.stopService())
+
+        def check(_):
+            self.assertTrue(seen and seen[0].startswith("PoolThread-indimail-send"), seen)
+            self.assertFalse(pool.started)
+        d.addCallback(check)
+        return d
