@@ -62,9 +62,16 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(row, (-1, 0, 0))
 
     def test_ddl_is_repeatable(self):
-        """Running the DDL again changes nothing (tables are created on first use only)."""
+        """Running the DDL again changes nothing (tables are created on first use
+        only): the columns stay and the rows already there are kept."""
+        self.conn.execute("INSERT INTO indimail (pw_name, pw_domain, pw_passwd, pw_gecos) "
+                          "VALUES ('a', 'd', 'x', 'kept')")
+        before = columns(self.conn, "indimail")
         for statement in schema.sqlite_ddl("indimail", schema.USER_LAYOUT):
             self.conn.execute(statement)
+        self.assertEqual(columns(self.conn, "indimail"), before)
+        self.assertEqual(self.conn.execute("SELECT pw_gecos FROM indimail").fetchall(),
+                         [("kept",)])
 
     def test_mysql_ddl_is_upstream_text(self):
         """MySQL gets the layout verbatim, with IF NOT EXISTS."""
