@@ -53,7 +53,10 @@ def classify(exit_code: int | None) -> tuple[str, bool]:
     return DEFERRAL, False
 
 
-class _Collect(protocol.ProcessProtocol):
+class CollectOutput(protocol.ProcessProtocol):
+    """A child's output on every fd it writes; ``done`` fires with its exit
+    code (None when a signal killed it)."""
+
     def __init__(self):
         self.output = bytearray()
         self.done: defer.Deferred = defer.Deferred()
@@ -81,7 +84,7 @@ def run_program(reactor, command: str, env: Mapping[str, str], cwd: str,
 
     *stdin_fd* (the message, positioned at its start) becomes the child's
     fd 0; the caller closes it once this returns."""
-    proto = _Collect()
+    proto = CollectOutput()
     environ = {k: v for k, v in env.items()}
     privileges.spawn(reactor, proto, SHELL, [SHELL, "-c", command], env=environ,
                      path=cwd, childFDs={0: stdin_fd, 1: "r", 2: "r"}, uid=uid, gid=gid)
@@ -115,7 +118,7 @@ def run_qmail_local(reactor, executable: str, args: list[str], env: Mapping[str,
     """Run a program in qmail-local's place (``QMAILLOCAL``) with *args*
     (``args[0]`` is ``qmail-local``); stdout and stderr are its report, cut
     at 3000 characters like qmail-lspawn's.  Fires with a ProgramOutcome."""
-    proto = _Collect()
+    proto = CollectOutput()
     privileges.spawn(reactor, proto, executable, args, env=dict(env), path=cwd,
                      childFDs={0: stdin_fd, 1: "r", 2: "r"}, uid=uid, gid=gid)
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer
 from twisted.logger import Logger
 
+from indimail.delivery.program import CollectOutput
 from indimail.delivery.result import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
 
 log = Logger()
@@ -77,30 +78,11 @@ def parse_report(output: bytes, exit_code: int | None) -> DeliveryResult:
     return DeliveryResult(status, text.rstrip("\n"))
 
 
-class _Collect(protocol.ProcessProtocol):
-    def __init__(self):
-        self.output = bytearray()
-        self.done: defer.Deferred = defer.Deferred()
-
-    def childDataReceived(self, fd: int, data: bytes):
-        self.output += data
-
-    def processEnded(self, reason):
-        value = reason.value
-        if isinstance(value, error.ProcessDone):
-            code = 0
-        elif isinstance(value, error.ProcessTerminated) and value.exitCode is not None:
-            code = value.exitCode
-        else:
-            code = None   # killed by a signal
-        self.done.callback(code)
-
-
 def spawn(reactor, program: str, argv: list[str], env: Mapping[str, str], cwd: str,
           stdin_fd: int | None) -> defer.Deferred:
     """Run *program* with *argv*; fires with (exit code or None, output).
     stdout and stderr both go to the output, as qmail-rspawn's fd 2 = fd 1."""
-    proto = _Collect()
+    proto = CollectOutput()
     fds: dict[int, object] = {1: "r", 2: "r"}
     if stdin_fd is not None:
         fds[0] = stdin_fd
