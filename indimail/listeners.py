@@ -19,10 +19,10 @@ LISTENER_PARAMETERS = [
 SYNOPSIS = "[--home DIR] [--smtp ENDPOINT] [--submission ENDPOINT] [--smtps ENDPOINT]"
 
 
-def default_smtps(home: Home) -> str:
-    """Implicit TLS on 2465 with the home's self-signed certificate."""
+def default_smtps(home: Home, port: int = 2465) -> str:
+    """Implicit TLS on loopback (port 2465) with the home's certificate."""
     cert = str(home.certs / "servercert.pem").replace(":", r"\:")
-    return f"ssl:2465:interface=127.0.0.1:privateKey={cert}"
+    return f"ssl:{port}:interface=127.0.0.1:privateKey={cert}"
 
 
 def listener(value: str | None) -> str | None:

@@ -54,7 +54,7 @@ from .limits import LocalLimits
 from .protocol import SMTPServerProtocol
 from .session import Session
 from .settings import load_settings
-from .tls import ServerTLS, load_server_tls
+from .tls import ServerTLS, load_server_tls, smtps_endpoint
 from .tlsclients import StartTLS
 
 log = Logger()
@@ -327,7 +327,8 @@ class SMTPService(service.MultiService):
     def add_listener(self, name: str, description: str, flavour: str = "smtpd",
                      tls: bool = False) -> None:
         """Listen on endpoint string *description* with the *flavour* environment."""
-        endpoint = endpoints.serverFromString(self.reactor, description)
+        parse = smtps_endpoint if tls else endpoints.serverFromString
+        endpoint = parse(self.reactor, description)
         listener = StreamServerEndpointService(endpoint, self.factory(flavour, tls))
         listener._raiseSynchronously = True
         listener.setName(name)

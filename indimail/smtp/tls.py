@@ -11,16 +11,23 @@ start and on SIGHUP (:func:`load_server_tls`); contexts are cached per
 directory and ``SERVERCERT`` names the certificate file in it; with a
 ``clientca.pem`` there STARTTLS also asks for a client certificate
 (:mod:`.tlsclients`).
+
+An SMTPS listener presents the certificate its ``ssl:`` endpoint string
+names; :func:`smtps_endpoint` wraps that in :class:`ImplicitTLS` so the
+implicit-TLS handshake asks for a client certificate exactly when STARTTLS
+would, and tlsclients applies there too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from OpenSSL import SSL
-from twisted.internet import ssl
+from twisted.internet import endpoints, ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .tlsclients import ClientCA, cert_dir
 
@@ -86,6 +93,58 @@ def load_server_tls(default_dir: Path, env: Mapping[str, str]) -> ServerTLS | No
     certdir = cert_dir(default_dir, env)
     client_ca = ClientCA.load(certdir, env)
     return ServerTLS.from_file(certdir / (env.get("SERVERCERT") or "servercert.pem"), client_ca)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ImplicitTLS:
+    """An SMTPS listener's TLS, with the certificate its endpoint string
+    names.  Each connection uses options made for its session's
+    :class:`ServerTLS` (the protocol's ``tls.server_tls``, the one
+    ``handshakeCompleted`` checks the client certificate with): they ask for
+    a client certificate exactly when STARTTLS would.  A SIGHUP makes a new
+    ServerTLS, so the next connection re-reads the endpoint's certificate
+    (*load*) and the client CAs apply afresh; pyOpenSSL forbids changing a
+    context once used, hence new options rather than edits."""
+
+    def __init__(self, options: ssl.CertificateOptions,
+                 load: Callable[[], ssl.CertificateOptions]):
+        self._load = load
+        self._current: tuple[ServerTLS | None, ssl.CertificateOptions] = (None, options)
+
+    def options_for(self, server_tls: ServerTLS | None) -> ssl.CertificateOptions:
+        made_for, options = self._current
+        if server_tls is made_for:
+            return options
+        try:
+            options = self._load()
+        except Exception:   # keep serving the old certificate, as ServerTLS does
+            log.failure("cannot reload the SMTPS certificate; keeping the old one")
+            self._current = (server_tls, options)
+            return options
+        client_ca = getattr(server_tls, "client_ca", None)
+        if client_ca is not None:
+            client_ca.request(options.getContext())
+        self._current = (server_tls, options)
+        return options
+
+    def serverConnectionForTLS(self, tls_protocol) -> SSL.Connection:
+        session_tls = getattr(getattr(tls_protocol, "wrappedProtocol", None), "tls", None)
+        options = self.options_for(getattr(session_tls, "server_tls", None))
+        return SSL.Connection(options.getContext(), None)
+
+
+def smtps_endpoint(reactor, description: str):
+    """``serverFromString(reactor, description)`` for an SMTPS listener: an
+    ``ssl:`` endpoint's context is wrapped in :class:`ImplicitTLS`."""
+    def parse():
+        return endpoints.serverFromString(reactor, description)
+
+    endpoint = parse()
+    options = getattr(endpoint, "_sslContextFactory", None)
+    if options is not None:
+        endpoint._sslContextFactory = ImplicitTLS(options,
+                                                  lambda: parse()._sslContextFactory)
+    return endpoint
 
 
 def describe(transport) -> str | None:

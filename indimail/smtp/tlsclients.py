@@ -2,9 +2,10 @@
 (qmail-smtpd's ``tls_verify()``).
 
 With ``clientca.pem`` in the certificate directory (``CERTDIR``, else the
-home's ``certs/``; the name can be changed with ``CLIENTCA``) STARTTLS asks
-the client for a certificate, and checks it against those CAs and the CRLs
-of ``clientcrl.pem`` (``CLIENTCRL``) when that file exists.  A certificate
+home's ``certs/``; the name can be changed with ``CLIENTCA``) STARTTLS and
+the SMTPS handshake (:class:`~indimail.smtp.tls.ImplicitTLS`) ask (never
+require) the client for a certificate, checked against those CAs and the
+CRLs of ``clientcrl.pem`` (``CLIENTCRL``) when that file exists.  A certificate
 that does not verify never fails the handshake (upstream's ``verify_cb``
 returns 1): the session just gains nothing.  When control ``tlsclients``
 exists and the verified certificate's subject ``emailAddress`` is listed
@@ -93,7 +94,8 @@ class ClientCA:
             return None
 
     def request(self, ctx: SSL.Context) -> None:
-        """Make *ctx* ask the client for a certificate signed by one of ours."""
+        """Make *ctx* ask for (never require) a client certificate signed by
+        one of ours."""
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any)
         ctx.set_session_id(b"indimail-smtpd")
         try:

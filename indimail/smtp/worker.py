@@ -51,9 +51,10 @@ def _observer(event) -> None:
 
 def tls_factory(reactor, description: str, factory):
     """Wrap *factory* in the TLS of an ``ssl:`` endpoint string (SMTPS)."""
-    from twisted.internet import endpoints
     from twisted.protocols.tls import TLSMemoryBIOFactory
-    endpoint = endpoints.serverFromString(reactor, description)
+
+    from indimail.smtp.tls import smtps_endpoint
+    endpoint = smtps_endpoint(reactor, description)
     context = endpoint._sslContextFactory   # the certificate the endpoint string names
     return TLSMemoryBIOFactory(context, False, factory)
 
