@@ -15,17 +15,20 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twisted.internet import defer, threads
 
 from indimail.auth import schemes
 from indimail.cli.qmail_newu import NewuError, newu
-from indimail.config.files import write_new
 from indimail.config.home import Home
-from indimail.config.init import add_domain_entries, check_domain, remove_domain_entries
+from indimail.config.init import check_domain, remove_domain_entries
 
+from .domainopts import (DomainOptions, OptionError, add_dbinfo, assign_entries, check_bounce,
+                         domain_settings, drop_domain_files, etrn_domain_known, give,
+                         is_etrn_domain, write_domain_files)
+from .dominfo import base_dir, host_details, smtp_ports
 from .quota import Quota, format_quota, parse_quota
 from .records import VUser
 from .store import DomainExists, UserExists, VStore, deferred
@@ -125,6 +128,9 @@ class DomainInfo:
     users: int
     limits: bool
     aliases: list[str]
+    base_dir: str = ""                  # where the users' directories start
+    host: tuple[str, str] | None = None  # (host ID, IP address) when control/host.cntrl exists
+    ports: list = field(default_factory=list)   # smtp_port rows: (src_host, host, port)
 
     def render(self) -> str:
         name = self.domain if self.domain == self.real_domain else \
@@ -164,29 +170,53 @@ class Admin:
 
     @deferred
     async def add_domain(self, domain: str, password: str | None = None,
-                         scheme: str = DEFAULT_SCHEME, remote_ip: str = "127.0.0.1") -> None:
+                         scheme: str = DEFAULT_SCHEME, remote_ip: str = "127.0.0.1", *,
+                         options: DomainOptions | None = None, env=None, say=None) -> None:
         """vadddomain: register *domain*, write its files and control lines, and
-        add postmaster with *password* (no postmaster when it is None)."""
+        add postmaster with *password* (no postmaster when it is None).
+        *options* are vadddomain's (:mod:`.domainopts`); an ETRN/AUTOTURN
+        domain gets files and control lines only.  *say* prints ``-v`` lines."""
+        o = options or DomainOptions()
+        say = say if say is not None and o.verbose else (lambda text: None)
         try:
             domain = check_domain(domain)
-        except ValueError as exc:
-            raise AdminError(str(exc)) from None
-        if await self.store.real_domain(domain) is not None:
+            if o.quota is not None:
+                parse_quota(o.quota)
+            if o.bounce is not None:
+                check_bounce(o.bounce)
+        except (ValueError, OptionError) as exc:
+            raise AdminError(str(exc), getattr(exc, "code", 1)) from None
+        if await self.store.real_domain(domain) is not None or (
+                o.etrn and await self._thread(etrn_domain_known, self.home, domain)):
             raise AdminError(f"domain {domain} exists")
-        try:
-            await self.store.add_domain(domain)
-        except DomainExists as exc:
-            raise AdminError(str(exc)) from None
-        await self._thread(self._domain_files, domain)
-        if password is not None:
-            await self.add_user(f"postmaster@{domain}", password, scheme=scheme,
-                                gecos="Postmaster", remote_ip=remote_ip)
+        if not o.etrn:
+            try:
+                await self.store.add_domain(domain)
+            except DomainExists as exc:
+                raise AdminError(str(exc)) from None
+        await self._thread(self._domain_files, domain, o)
+        if o.cluster is not None:
+            try:
+                await add_dbinfo(self, domain, o.cluster, os.environ if env is None else env,
+                                 say)
+            except OptionError as exc:
+                raise AdminError(str(exc), exc.code) from None
+        if o.etrn or password is None:
+            return
+        if o.cluster is not None and o.cluster.distributed and \
+                await self.store.mailstore("postmaster", domain) is not None:
+            return      # the cluster's first node made it
+        await self.add_user(f"postmaster@{domain}", password, scheme=scheme,
+                            gecos="Postmaster", quota=o.quota, remote_ip=remote_ip)
 
-    def _domain_files(self, domain: str) -> None:
-        add_domain_entries(self.home, domain)
-        write_new(self.domain_dir(domain) / ".qmail-default",
-                  f"| {self.vdelivermail} '' bounce-no-mailbox\n".encode())
-        self._newu()
+    def _domain_files(self, domain: str, o: DomainOptions | None = None) -> None:
+        o = o or DomainOptions()
+        program = self.vdelivermail
+        if o.vfilter:
+            program = str(Path(program).parent / "vfilter")
+        write_domain_files(self.home, domain, o, program)
+        if not o.optimize:
+            self._newu()
 
     def _newu(self) -> None:
         try:
@@ -200,7 +230,10 @@ class Admin:
         domain = domain.strip().lower()
         real = await self.store.real_domain(domain)
         if real is None:
-            raise AdminError(f"domain {domain} does not exist")
+            if not await self._thread(is_etrn_domain, self.home, domain):
+                raise AdminError(f"domain {domain} does not exist")
+            await self._thread(self._drop_domain_files, domain, True)   # a -t domain
+            return
         if real != domain:       # an alias domain: only its name goes
             await self.store.delete_alias_domain(domain)
             await self._thread(self._drop_domain_files, domain, False)
@@ -212,16 +245,19 @@ class Admin:
         await self._thread(self._drop_domain_files, domain, True)
 
     def _drop_domain_files(self, domain: str, tree: bool) -> None:
+        settings = domain_settings(self.home, domain)     # while assign still has it
         remove_domain_entries(self.home, domain)
         self._newu()
-        if self.domain_dir(domain).is_symlink():     # an alias domain's link
+        if self.domain_dir(domain).is_symlink():     # an alias domain's (or -d's) link
             self.domain_dir(domain).unlink()
         if tree:
             shutil.rmtree(self.domain_dir(domain), ignore_errors=True)
+            drop_domain_files(self.home, domain, settings)
 
     @deferred
-    async def domain_info(self, domain: str | None = None) -> list[DomainInfo]:
-        """vdominfo: the domain (or every domain of the store)."""
+    async def domain_info(self, domain: str | None = None, env=None) -> list[DomainInfo]:
+        """vdominfo: the domain (or every domain of the store); the cluster
+        lines (host ID, IP address, smtp_port rows) when ``host.cntrl`` exists."""
         if domain is None:
             names = await self.store.list_domains()
         else:
@@ -229,7 +265,8 @@ class Admin:
             if await self.store.real_domain(domain) is None:
                 raise AdminError(f"{domain}: domain does not exist")
             names = [domain]
-        assign = await self._thread(_assign_entries, Path(self.home.users) / "assign")
+        assign = await self._thread(assign_entries, Path(self.home.users) / "assign")
+        host = await self._thread(host_details, self.home, os.environ if env is None else env)
         infos = []
         for name in names:
             real = await self.store.real_domain(name) or name
@@ -237,7 +274,9 @@ class Admin:
             infos.append(DomainInfo(
                 name, real, uid, gid, directory,
                 await self.store.count_users(real), await self.store.has_limits(real),
-                [a for a, _ in await self.store.list_alias_domains(real)]))
+                [a for a, _ in await self.store.list_alias_domains(real)],
+                await self._thread(base_dir, Path(directory)), host,
+                await smtp_ports(self.store, name) if host else []))
         return infos
 
     # -- users -------------------------------------------------------------
@@ -256,7 +295,8 @@ class Admin:
             raise AdminError(f"username {name}@{real} exists")
         control = await self.store.dir_control(real) or {}
         index = int(control.get("cur_users") or 0)
-        subdir = user_subdir(index)
+        settings = await self._thread(domain_settings, self.home, real)
+        subdir = user_subdir(index, settings.users_per_level or USERS_PER_LEVEL)
         if quota is None:
             limits = await self.store.get_limits(real)
             shell = format_quota(Quota(max(limits.defaultquota, 0),
@@ -266,8 +306,8 @@ class Admin:
                 shell = format_quota(parse_quota(quota))
             except ValueError as exc:
                 raise AdminError(str(exc)) from None
-        directory = self.domain_dir(real) / subdir / name if subdir else \
-            self.domain_dir(real) / name
+        root = settings.users_root(real)
+        directory = root / subdir / name if subdir else root / name
         passwd = await self._thread(make_password, password, scheme, cram=cram,
                                     encrypted=encrypted)
         user = VUser(name, real, passwd, POP_USER, 0, name if gecos is None else gecos,
@@ -278,7 +318,7 @@ class Admin:
             raise AdminError(str(exc)) from None
         if control:
             await self.store.set_dir_control(real, cur_users=index + 1, the_dir=subdir)
-        await self._thread(make_maildir, directory)
+        await self._thread(make_maildir, directory, root, (settings.uid, settings.gid))
         await self.store.record_auth(name, real, "add", remote_ip, self.clock())
         return user
 
@@ -287,7 +327,9 @@ class Admin:
         """vdeluser: the row, its per-user rows and the home directory."""
         user = await self._user(address)
         await self.store.delete_user(user.pw_name, user.pw_domain)
-        if user.pw_dir and Path(user.pw_dir).is_relative_to(self.domain_dir(user.pw_domain)):
+        settings = await self._thread(domain_settings, self.home, user.pw_domain)
+        roots = (self.domain_dir(user.pw_domain), settings.users_root(user.pw_domain))
+        if user.pw_dir and any(Path(user.pw_dir).is_relative_to(r) for r in roots):
             await self._thread(shutil.rmtree, user.pw_dir, True)
         return user
 
@@ -341,28 +383,23 @@ def describe_backend(backend) -> list[str]:
     return lines
 
 
-def _assign_entries(path: Path) -> dict[str, tuple[int, int, str]]:
-    """domain -> (uid, gid, directory) of the ``+domain-:`` lines of users/assign,
-    where vdominfo reads them."""
-    entries = {}
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return entries
-    for line in text.splitlines():
-        fields = line.split(":")
-        if line.startswith("+") and len(fields) >= 5 and fields[0].endswith("-"):
-            try:
-                entries[fields[1].lower()] = (int(fields[2]), int(fields[3]), fields[4])
-            except ValueError:
-                continue
-    return entries
+_assign_entries = assign_entries    # domain -> (uid, gid, directory), as vdominfo reads it
 
 
-def make_maildir(directory: Path) -> None:
-    """The user's directory and ``Maildir/{cur,new,tmp}`` (mode 0700)."""
+def make_maildir(directory: Path, root: Path | None = None,
+                 owner: tuple[int, int] | None = None) -> None:
+    """The user's directory and ``Maildir/{cur,new,tmp}`` (mode 0700).  When
+    root runs it, what it made below *root* goes to the domain's *owner*."""
+    made = []
+    path = directory / "Maildir"
+    while root is not None and path.is_relative_to(root) and not path.exists():
+        made.append(path)
+        path = path.parent
     for sub in ("cur", "new", "tmp"):
         (directory / "Maildir" / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        made.append(directory / "Maildir" / sub)
+    if owner is not None and os.geteuid() == 0:
+        give(made, *owner)
 
 
 def _dir_usage(directory: Path) -> tuple[bool, tuple[int, int]]:
