@@ -23,12 +23,14 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
 
 from . import schema
+from .coalesce import Coalescer
 from .backend import Backend, McdEntry, SqliteBackend, backend_for_home
 from .records import (FILTER_COLUMNS, LIMIT_COLUMNS, USER_COLUMNS, VFilter, VLimits,
                       VUser)
 
 ACTIVE, INACTIVE = "indimail", "indibak"
 RELAY_CLEAR_MINUTES = 60
+USER_READS_PARALLEL = 2   # user-lookup batches in flight at once (the pool has more threads)
 PORT_SMTP = 25
 # vpopmail/IndiMail's fresh dir_control row: 3 levels of 62 directories each
 _DIR_CONTROL_DEFAULTS = (0, 0, 3, 0, 0, 0, 61, 61, 61, 0, 2, 4, 0, 0, 0, "")
@@ -76,6 +78,19 @@ def _epoch(value: Any) -> float | None:
     return time.mktime(time.strptime(str(value), "%Y-%m-%d %H:%M:%S"))
 
 
+def _pairs_where(keys: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """A WHERE clause matching (pw_name, pw_domain) *keys*, grouped by
+    domain so each group is a range of the primary key."""
+    names: dict[str, list[str]] = {}
+    for name, domain in keys:
+        names.setdefault(domain, []).append(name)
+    clauses, args = [], []
+    for domain, group in names.items():
+        clauses.append(f"(pw_domain = %s AND pw_name IN ({', '.join(['%s'] * len(group))}))")
+        args += [domain, *group]
+    return " OR ".join(clauses), args
+
+
 def _user(row, inactive: bool) -> VUser:
     name, domain, passwd, uid, gid, gecos, home, shell = row
     return VUser(name, domain, passwd or "", int(uid or 0), int(gid or 0), gecos or "",
@@ -97,6 +112,7 @@ class VStore:
         self.pool: adbapi.ConnectionPool | None = None
         self._control_tables: set[str] = set()
         self._passwd_width: dict[str, int] = {}
+        self._user_reads = Coalescer(self._fetch_users, parallel=USER_READS_PARALLEL)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -330,16 +346,26 @@ class VStore:
 
     @deferred
     async def get_user(self, name: str, domain: str) -> VUser | None:
-        """The user, active first; None when in neither table (one round trip)."""
-        cols = ", ".join(USER_COLUMNS)
-        where = "WHERE pw_name = %s AND pw_domain = %s"
-        rows = await self._query(f"SELECT {cols}, 0 FROM {ACTIVE} {where} UNION ALL "
-                                 f"SELECT {cols}, 1 FROM {INACTIVE} {where}",
-                                 *(_lower(name), _lower(domain)) * 2)
-        if not rows:
-            return None
-        row = min(rows, key=lambda r: r[-1])
-        return _user(row[:-1], bool(row[-1]))
+        """The user, active first; None when in neither table.  Lookups that
+        arrive together share one query (see :mod:`.coalesce`)."""
+        return await self._user_reads.get((_lower(name), _lower(domain)))
+
+    def _fetch_users(self, keys: list[tuple[str, str]]) -> defer.Deferred:
+        """``{(name, domain): VUser}`` of *keys* in one pool trip: indimail
+        first, indibak for those not active."""
+        def run(txn):
+            found = {}
+            for table, inactive in ((ACTIVE, False), (INACTIVE, True)):
+                wanted = [k for k in keys if k not in found]
+                if not wanted:
+                    break
+                where, args = _pairs_where(wanted)
+                for row in self._x(txn, f"SELECT {', '.join(USER_COLUMNS)} FROM {table} "
+                                        f"WHERE {where}", *args).fetchall():
+                    key = (_lower(row[0]), _lower(row[1]))
+                    found.setdefault(key, _user(row, inactive))
+            return found
+        return self._interaction(run)
 
     @deferred
     async def lookup(self, address: str) -> VUser | None:

@@ -103,6 +103,30 @@ class StoreTestsMixin(OpenStoreMixin):
         self.assertIsNone((yield self.store.get_user("bob", "example.com")))
 
     @defer.inlineCallbacks
+    def test_concurrent_lookups_share_queries(self):
+        """Lookups asked together come back right (active, inactive, absent, two
+        domains) from fewer pool trips than lookups."""
+        yield self.store.add_domain("example.org")
+        names = [f"user{i}" for i in range(12)]
+        for name in names:
+            yield self.store.add_user(alice(pw_name=name, pw_dir=f"/home/mail/{name}"))
+        yield self.store.add_user(alice(pw_name="carol", pw_domain="example.org"))
+        yield self.store.set_inactive("user3", "example.com", True)
+        trips = []
+        fetch = self.store._user_reads.fetch_many
+        self.store._user_reads.fetch_many = lambda keys: trips.append(keys) or fetch(keys)
+        asked = [("USER1", "example.com"), ("user3", "Example.com"), ("ghost", "example.com"),
+                 ("carol", "example.org"), ("user1", "example.org"), *((n, "example.com") for n in names)]
+        users = yield defer.gatherResults([self.store.get_user(n, d) for n, d in asked])
+        self.assertEqual(users[0], alice(pw_name="user1", pw_dir="/home/mail/user1"))
+        self.assertTrue(users[1].inactive)
+        self.assertIsNone(users[2])
+        self.assertEqual(users[3].address, "carol@example.org")
+        self.assertIsNone(users[4])
+        self.assertEqual([u.pw_name for u in users[5:]], names)
+        self.assertLess(len(trips), len(asked) // 2)
+
+    @defer.inlineCallbacks
     def test_lookup_through_alias_domain(self):
         """lookup() finds user@aliasdomain as the user of the real domain."""
         yield self.store.add_user(alice())
