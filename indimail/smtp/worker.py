@@ -14,10 +14,12 @@ left there.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import os
 import signal
 import sys
+import threading
 
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
                             formatEvent, globalLogBeginner)
@@ -39,14 +41,49 @@ def parse_listen(value: str) -> tuple[int, str, bool, str]:
     return int(fd), flavour, tls == "1", description
 
 
-def _observer(event) -> None:
+def _line(event) -> str:
     text = formatEvent(event)
     failure = event.get("log_failure")
     if failure is not None:
         text += "\n" + failure.getTraceback()
     system = event.get("log_system") or event.get("log_namespace", "-")
-    sys.stdout.write(f"[{system}] {text}\n")
-    sys.stdout.flush()
+    return f"[{system}] {text}\n"
+
+
+class BatchedStdout:
+    """The log observer: lines leave in one write per reactor turn instead
+    of one write (and one wake-up of the main process) per event.  Lines
+    logged before the reactor runs, from threads, or at exit still go out."""
+
+    def __init__(self, out=None):
+        self.out = out if out is not None else sys.stdout
+        self.lines: list[str] = []
+        self.reactor = None
+        self._scheduled = False
+
+    def __call__(self, event) -> None:
+        self.lines.append(_line(event))
+        if self.reactor is None:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            if threading.current_thread() is threading.main_thread():
+                self.reactor.callLater(0, self.flush)
+            else:
+                self.reactor.callFromThread(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        lines, self.lines = self.lines, []
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+    def attach(self, reactor) -> None:
+        """Batch from now on; flush what is left when the reactor stops."""
+        self.reactor = reactor
+        reactor.addSystemEventTrigger("after", "shutdown", self.flush)
+        atexit.register(self.flush)
 
 
 def tls_factory(reactor, description: str, factory):
@@ -71,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: early_hup.append(signum))
     die_with_parent()
     parent = os.getppid()
-    observer = FilteringLogObserver(_observer, [LogLevelFilterPredicate(LogLevel.info)])
+    stdout = BatchedStdout()
+    observer = FilteringLogObserver(stdout, [LogLevelFilterPredicate(LogLevel.info)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
     from twisted.internet import reactor, task
+    stdout.attach(reactor)
 
     from indimail.config.home import Home
     from indimail.smtp.service import SMTPService

@@ -160,11 +160,50 @@ class EnqueuerTests(TestCase):
         self.assertEqual(queue_files(enq.queues()[0]), [])
 
     @defer.inlineCallbacks
-    def test_abort(self):
-        """abort() removes the partial message."""
+    def test_small_message_is_one_pool_trip(self):
+        """Below open_at nothing touches the disk before finish(); then one
+        trip makes, writes and commits the message."""
+        enq = self.enqueuer()
+        trips = []
+        in_thread = enq._in_thread
+        enq._in_thread = lambda f, *a: trips.append(f.__name__) or in_thread(f, *a)
+        msg = enq.begin()
+        msg.write(b"Subject: hi\n\n")
+        msg.write(b"small body\n")
+        self.assertEqual(trips, [])
+        self.assertEqual(queue_files(enq.queues()[0]), [])
+        msgid = yield msg.finish("a@b", ["c@d"])
+        self.assertEqual(trips, ["_open_write_commit"])
+        self.assertTrue(enq.queues()[0].mess(msgid).read_bytes().endswith(b"small body\n"))
+
+    @defer.inlineCallbacks
+    def test_large_message_file_made_before_finish(self):
+        """At open_at bytes the mess file is made and written while DATA goes on."""
+        enq = self.enqueuer(high_water=64 * 1024)
+        msg = enq.begin()
+        msg.write(b"x" * (msg.open_at + 1))
+        yield msg.wait_for_drain()
+        self.assertIsNotNone(msg.msgid)
+        self.assertTrue(enq.queues()[0].mess(msg.msgid).exists())
+        self.assertEqual((yield msg.finish("a@b", ["c@d"])), msg.msgid)
+
+    @defer.inlineCallbacks
+    def test_abort_before_anything_is_written(self):
+        """abort() of a message that never reached the disk settles at once."""
         enq = self.enqueuer()
         msg = enq.begin()
         msg.write(b"partial")
+        yield msg.abort()
+        self.assertEqual(queue_files(enq.queues()[0]), [])
+
+    @defer.inlineCallbacks
+    def test_abort(self):
+        """abort() removes the partial message."""
+        enq = self.enqueuer(high_water=64 * 1024)
+        msg = enq.begin()
+        msg.write(b"x" * (msg.open_at + 1))
+        yield msg.wait_for_drain()
+        self.assertNotEqual(queue_files(enq.queues()[0]), [])
         yield msg.abort()
         self.assertEqual(queue_files(enq.queues()[0]), [])
 
