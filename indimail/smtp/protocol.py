@@ -58,6 +58,7 @@ from .data import DataDecoder
 from .headers import HeaderBlock
 from .received import smtpd_received
 from .reply import Reply, SMTPError
+from .sendnow import send_now
 from .session import Session, Transaction
 from .settings import SessionSettings
 from .tls import describe
@@ -236,7 +237,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         if r is not None and not self._lost:
             if self._enhanced_codes():
                 r = enhanced.enhance(r)
-            self.transport.write(r.to_bytes())
+            send_now(self.transport, r.to_bytes())
 
     def _enhanced_codes(self) -> bool:
         """RFC 2034: codes on every reply once EHLO has offered them."""
