@@ -1,12 +1,15 @@
 """vmoduser: change a virtual user's gecos, password, quota and pw_gid flags
-(upstream's options; ``-m``/``-C`` choose the password form as for vpasswd)."""
+(upstream's options; ``-m``/``-C`` choose the password form as for vpasswd).
+``-l`` sets or removes the user's vacation and does nothing else, as upstream."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from indimail.vdomain.admin import run_cli
 from indimail.vdomain.modify import modify_user, parse_vmoduser
+from indimail.vdomain.vacation import vacation
 
 USAGE = """usage: vmoduser [--home dir] [options] email_addr
 options: -v                       (verbose)
@@ -18,6 +21,9 @@ options: -v                       (verbose)
          -m SCRAM-SHA-1|SCRAM-SHA-256 (store -P as a SCRAM form)
          -C                       (keep a CRAM-usable secret with -P)
          -D date format           (Delivery to a Date Folder)
+         -l vacation_message_file (sets up Auto Responder)
+                                  (some special values for vacation_message_file)
+                                  ('-' to remove vacation, '+' to take mesage from stdin)
 the following options are bit flags in the gid int field
          -t ( toggle bit flags in the gid int field for below operations )
          -u ( set no dialup flag )
@@ -43,6 +49,11 @@ _TAKES_VALUE = set("Dcqe" "P" "m")
 async def _body(admin, opts, args):
     if len(args) != 1:
         raise SystemExit(USAGE)
+    given = dict(opts)
+    if "-l" in given:           # upstream returns add_vacation()'s status, no handle
+        await vacation(admin, args[0], given["-l"], read_stdin=sys.stdin.buffer.read,
+                       out=sys.stdout)
+        return 0
     change = parse_vmoduser(opts)
     await modify_user(admin, args[0], change, env=os.environ)
     handle_args: list[str] = []   # upstream hands the handle all of its arguments
@@ -52,7 +63,7 @@ async def _body(admin, opts, args):
 
 
 def main(argv=None) -> None:
-    run_cli("vmoduser", USAGE, "avutnxD:c:q:dpwisobr0123e:P:m:C", _body, argv)
+    run_cli("vmoduser", USAGE, "avutnxD:c:q:dpwisobr0123e:l:P:m:C", _body, argv)
 
 
 if __name__ == "__main__":

@@ -478,6 +478,7 @@ class LocalDelivery(DeliveryAgent):
             raise temporary(f"Unable to read message: {os.strerror(exc.errno)}. (#4.3.0)") from None
         env = dict(plan.variables)
         env["QQEH"] = qqeh
+        env.setdefault("INDIMAIL_HOME", str(self.home.path))   # so programs find the home
         uid, gid = plan.run_as or (None, None)
         try:
             return await run_program(self.reactor, command, env, str(plan.home), fd, uid, gid)

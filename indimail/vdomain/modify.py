@@ -157,11 +157,8 @@ def new_quota(current: str, request: str) -> str:
     return format_quota(Quota(size, count))
 
 
-async def modify_user(admin, address: str, change: UserChange, *,
-                      remote_ip: str = "127.0.0.1", env=None) -> VUser:
-    """vmoduser: gecos, password, quota, pw_gid flags, the active/inactive
-    toggle (``-n``) and the date-folder format (``-D``)."""
-    env = env or {}
+async def find_user(admin, address: str) -> VUser:
+    """The user vmoduser works on, with its messages for an unknown domain or user."""
     name, domain = split_address(address)
     real = await admin.store.real_domain(domain)
     if real is None:
@@ -169,6 +166,16 @@ async def modify_user(admin, address: str, change: UserChange, *,
     user = await admin.store.get_user(name, real)
     if user is None:
         raise AdminError(f"no such user {name}@{real}")
+    return user
+
+
+async def modify_user(admin, address: str, change: UserChange, *,
+                      remote_ip: str = "127.0.0.1", env=None) -> VUser:
+    """vmoduser: gecos, password, quota, pw_gid flags, the active/inactive
+    toggle (``-n``) and the date-folder format (``-D``)."""
+    env = env or {}
+    user = await find_user(admin, address)
+    name, real = user.pw_name, user.pw_domain
     if change.quota is not None and not user.has(F.V_OVERRIDE) and \
             limits_enabled(admin, real, env):
         limits = await admin.store.get_limits(real)
@@ -294,6 +301,6 @@ def parse_vmoduser(opts) -> UserChange:
     return change
 
 
-__all__ = ["add_alias_domain", "modify_domain", "modify_user", "set_user_quota",
+__all__ = ["add_alias_domain", "modify_domain", "modify_user", "find_user", "set_user_quota",
            "rename_user", "UserChange", "parse_vmoduser", "new_quota", "limits_enabled",
            "format_quota"]

@@ -211,7 +211,12 @@ class VDeliverMail:
                 continue
             if headers is None:
                 headers = await self.thread(vfilter.message_headers, req.message)
-            verdict = vfilter.first_match(rules, headers, names, emailid)
+            try:
+                mapped, book = await vfilter.address_context(
+                    rules, headers, maildir, self.thread, self.store.real_domain)
+            except Exception as exc:
+                raise temporary(f"vfilter: temporary database error: {exc}") from None
+            verdict = vfilter.first_match(rules, headers, names, emailid, mapped, book)
             if verdict is not None:
                 return verdict
         return None
@@ -277,7 +282,8 @@ class VDeliverMail:
                 # doAlias(): a .qmail in the user's directory; an empty one swallows the mail
                 lines = await self.thread(_dot_qmail, Path(vuser.pw_dir), vuser.address)
             if lines is not None:
-                return await self._lines(req, lines, vuser.pw_name, domain)
+                return await self._lines(req, lines, vuser.pw_name, domain,
+                                         own=(maildir, quota, msgsize, vuser))
         if req.flag("ELIMINATE_DUPS"):
             interval = _int(req.env.get("DUPLICATE_INTERVAL"), DUPLICATE_INTERVAL)
             try:
@@ -377,15 +383,21 @@ class VDeliverMail:
     # -- alias lines and the instruction for unknown users ------------------
 
     async def _lines(self, req: Request, lines: list[str], user: str,
-                     domain: str) -> DeliveryResult:
-        """Deliver to each valias (or .qmail) line: Maildir, ``|program`` or address."""
+                     domain: str, own=None) -> DeliveryResult:
+        """Deliver to each valias (or .qmail) line: Maildir, ``|program`` or address.
+        A line naming the user's own Maildir (*own*: maildir, quota, msgsize,
+        user; e.g. after vmoduser -l's autoresponder) keeps the user's quota."""
         outputs: list[str] = []
         forwards: list[str] = []
         for line in lines:
             line = line.strip()
             if not line or line.lower() == f"{user}@{domain}":
                 continue
-            if line.startswith("/"):
+            if own is not None and line.startswith("/") and Path(line) == own[0]:
+                maildir, quota, msgsize, vuser = own
+                await self._maildir(req, maildir, quota, msgsize, vuser.address, maildir,
+                                    vuser)
+            elif line.startswith("/"):
                 await self.thread(self.writer.deliver, Path(line), req.prefix, req.message)
             elif line.startswith("|"):
                 outcome = await self.program(line[1:])

@@ -5,9 +5,10 @@ comparison, a keyword, a destination folder and a bounce action.  At delivery
 the rules of ``prefilt@<domain>`` run first (unless ``Maildir/noprefilt``
 exists), then the user's own (only when ``Maildir/vfilter`` exists, which
 ``vcfilter -i`` creates), then ``postfilt@<domain>`` (unless
-``Maildir/nopostfilt``); the first matching rule decides.  This module is the
-pure part: header extraction, matching and the texts; the delivery engine
-acts on the :class:`Verdict`.
+``Maildir/nopostfilt``); the first matching rule decides.  Comparison 5
+(sender not in the address book) reads the user's ``Maildir/addressbook``.
+This module is the pure part: header extraction, matching and the texts;
+the delivery engine acts on the :class:`Verdict`.
 """
 
 from __future__ import annotations
@@ -136,37 +137,81 @@ def numerical_compare(data: str, expression: str) -> bool:
 # -- matching ------------------------------------------------------------------
 
 _ADDRESS = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
+SENDER_HEADERS = ("from", "return-path")      # comparison 5
+RECIPIENT_HEADERS = ("to", "cc", "bcc")       # comparison 6
+ADDRESS_BOOK = "addressbook"
 
 
 def _addresses(value: str) -> list[str]:
     return [a.strip(".").lower() for a in _ADDRESS.findall(value)]
 
 
+def is_global(filterid: str) -> bool:
+    """``prefilt@domain``/``postfilt@domain``: the domain's rules."""
+    return filterid.lower().startswith(("prefilt@", "postfilt@"))
+
+
+def read_address_book(maildir: Path) -> frozenset[str]:
+    """The user's address book for comparison 5: every address written in
+    ``Maildir/addressbook`` (one contact a line, ``#`` comments; a bare
+    address, ``Name <address>`` or a vCard ``EMAIL:`` line all count).
+    Upstream's getAddressBook() is a stub that knows no one; without the
+    file that is what we know too (blocking: reads the file)."""
+    try:
+        text = (maildir / ADDRESS_BOOK).read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+    found: set[str] = set()
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#"):
+            found.update(_addresses(line))
+    return frozenset(found)
+
+
+def header_domains(headers: list[tuple[str, str]]) -> set[str]:
+    """The domains of the To/Cc/Bcc addresses (comparison 6 maps alias
+    domains to their real domain)."""
+    return {a.rpartition("@")[2] for name, value in headers
+            if name.lower() in RECIPIENT_HEADERS for a in _addresses(value)}
+
+
+def _address_compare(rule: VFilter, headers, emailid: str, real_domain,
+                     address_book) -> bool:
+    """Comparisons 5 and 6 (upstream process_filter): 5 matches unless a
+    From/Return-Path address is the user's own or in the address book; 6
+    matches unless a To/Cc/Bcc address is the user's (alias domains mapped
+    by *real_domain*).  The domain's global rules never match with them."""
+    if is_global(rule.emailid or emailid):
+        return False
+    sender = rule.comparision == 5
+    wanted = SENDER_HEADERS if sender else RECIPIENT_HEADERS
+    for name, value in headers:
+        if name.lower() not in wanted:
+            continue
+        for address in _addresses(value):
+            user, _, domain = address.rpartition("@")
+            if address == emailid or f"{user}@{real_domain(domain)}" == emailid:
+                return False
+            if sender and address in address_book:
+                return False
+    return True
+
+
 def rule_matches(rule: VFilter, headers: list[tuple[str, str]], names: tuple[str, ...],
-                 emailid: str, real_domain=lambda d: d) -> bool:
+                 emailid: str, real_domain=lambda d: d, address_book=frozenset()) -> bool:
     """Whether *rule* matches a message with *headers* (lower-cased values)
     for the user *emailid*.  Comparisons as upstream vfilter.c:
 
     0 Equals: the value begins with the keyword (QUIRK: upstream compares
     only the keyword's length, so Equals acts as a case-blind prefix test);
     1 Contains; 2 Does not contain (the header is present and no copy holds
-    the keyword); 3 Starts with; 4 Ends with; 5 no From/Return-Path address
-    is the user's own (the address book is empty here); 6 the user's address
-    (alias domains mapped by *real_domain*) is in no To/Cc/Bcc; 7 numerical
-    expression; 8 shell pattern (fnmatch, case-blind)."""
+    the keyword); 3 Starts with; 4 Ends with; 5 Sender not in the
+    *address_book* (nor the user); 6 the user's address (alias domains
+    mapped by *real_domain*) is in no To/Cc/Bcc; 7 numerical expression;
+    8 shell pattern (fnmatch, case-blind)."""
     comparison = rule.comparision
     if comparison in (5, 6):
-        if emailid.startswith(("prefilt@", "postfilt@")):
-            return False
-        wanted = ("from", "return-path") if comparison == 5 else ("to", "cc", "bcc")
-        for name, value in headers:
-            if name.lower() not in wanted:
-                continue
-            for address in _addresses(value):
-                user, _, domain = address.rpartition("@")
-                if address == emailid or f"{user}@{real_domain(domain)}" == emailid:
-                    return False
-        return True
+        return _address_compare(rule, headers, emailid.lower(), real_domain, address_book)
     if not 0 <= rule.header_name < len(names):
         return False
     header = names[rule.header_name].lower()
@@ -189,6 +234,24 @@ def rule_matches(rule: VFilter, headers: list[tuple[str, str]], names: tuple[str
     if comparison == 8:
         return any(fnmatch.fnmatchcase(v, keyword) for v in values)
     return False
+
+
+async def address_context(rules: list[VFilter], headers, maildir: Path, thread,
+                          real_domain) -> tuple:
+    """What comparisons 5 and 6 of *rules* need: ``(real_domain, address
+    book)``, the first a plain function over the To/Cc/Bcc domains resolved
+    with the store's *real_domain* coroutine (an unknown domain stays
+    itself, as upstream), the second read through *thread*.  Nothing is
+    looked up when no user rule uses them."""
+    used = {r.comparision for r in rules if not is_global(r.emailid)}
+    book: frozenset[str] = frozenset()
+    mapped: dict[str, str] = {}
+    if 5 in used:
+        book = await thread(read_address_book, maildir)
+    if 6 in used:
+        for domain in header_domains(headers):
+            mapped[domain] = await real_domain(domain) or domain
+    return (lambda d: mapped.get(d, d)), book
 
 
 @dataclass(frozen=True)
@@ -217,10 +280,10 @@ class Verdict:
 
 
 def first_match(rules: list[VFilter], headers, names, emailid: str,
-                real_domain=lambda d: d) -> Verdict | None:
+                real_domain=lambda d: d, address_book=frozenset()) -> Verdict | None:
     """The verdict of the first rule (in filter_no order) that matches."""
     for rule in rules:
-        if rule_matches(rule, headers, names, emailid, real_domain):
+        if rule_matches(rule, headers, names, emailid, real_domain, address_book):
             action, forward = split_bounce(rule.bounce_action)
             return Verdict(rule, rule.destination, action, forward)
     return None

@@ -149,6 +149,14 @@ class LocalDeliveryTests(TestCase):
             b"Delivered-To: example.com-alice@example.com\nReturn-Path: <bob@example.org>\n"
             + MESSAGE)
 
+    async def test_program_finds_the_home(self):
+        """INDIMAIL_HOME names the service's home, so helper commands
+        (autoresponder, qmail-inject) queue into the same queue."""
+        write_dotqmail(self.home, ".qmail-alice", '|printf %s "$INDIMAIL_HOME" > home.out\n')
+        result = await self.deliver()
+        self.assertEqual(result.status, "success")
+        self.assertEqual((self.domain / "home.out").read_text(), str(self.home.path))
+
     async def test_program_permanent(self):
         """Exit 100 fails permanently with the program's output as report."""
         write_dotqmail(self.home, ".qmail-alice", "|echo go away; exit 100\n./alice/Maildir/\n")
