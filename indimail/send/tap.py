@@ -17,6 +17,9 @@ class Options(usage.Options):
 
 
 def makeService(options: Options):
+    from indimail.logbuffer import LogBuffering
     from indimail.send.service import make_send_service
 
-    return make_send_service(Home.from_env(options["home"]))
+    top = make_send_service(Home.from_env(options["home"]))
+    LogBuffering().setServiceParent(top)
+    return top

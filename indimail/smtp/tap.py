@@ -26,6 +26,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> service.MultiService:
+    from indimail.logbuffer import LogBuffering
     from indimail.smtp.service import make_smtp_service
 
     home = Home.from_env(options["home"])
@@ -35,6 +36,8 @@ def makeService(options: Options) -> service.MultiService:
             smtps = default_smtps(home)
         else:
             log.warn("no {cert}: SMTPS listener not started", cert=home.certs / "servercert.pem")
-    return make_smtp_service(home, smtp=listener(options["smtp"]),
-                             submission=listener(options["submission"]),
-                             smtps=listener(smtps))
+    top = make_smtp_service(home, smtp=listener(options["smtp"]),
+                            submission=listener(options["submission"]),
+                            smtps=listener(smtps))
+    LogBuffering().setServiceParent(top)
+    return top

@@ -1,0 +1,95 @@
+"""twistd's log file is written once per reactor turn while the service runs."""
+
+import io
+import threading
+
+from twisted.internet.task import Clock
+from twisted.logger import Logger, globalLogPublisher, textFileLogObserver
+from twisted.trial.unittest import TestCase
+
+from indimail.logbuffer import LogBuffering, TurnBufferedFile
+
+
+class CountingFile(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+
+class ThreadClock(Clock):
+    def __init__(self):
+        super().__init__()
+        self.from_threads = []
+
+    def callFromThread(self, f, *args):
+        self.from_threads.append((f, args))
+
+
+class LogBufferingTests(TestCase):
+    def setUp(self):
+        self.out = CountingFile()
+        self.observer = textFileLogObserver(self.out)
+        globalLogPublisher.addObserver(self.observer)
+        self.addCleanup(globalLogPublisher.removeObserver, self.observer)
+        self.clock = ThreadClock()
+        self.log = Logger(namespace="qmail-send")
+
+    def test_lines_of_one_turn_are_one_write_in_order(self):
+        buffering = LogBuffering(self.clock)
+        buffering.startService()
+        for n in range(6):
+            self.log.info("line {n}", n=n)
+        self.assertEqual(self.out.writes, 0)
+        self.clock.advance(0)
+        self.assertEqual(self.out.writes, 1)
+        self.assertEqual([l.split("] ", 1)[1] for l in self.out.getvalue().splitlines()],
+                         [f"line {n}" for n in range(6)])
+        buffering.stopService()
+
+    def test_stop_writes_the_rest_and_restores_the_file(self):
+        buffering = LogBuffering(self.clock)
+        buffering.startService()
+        self.log.info("pending at stop")
+        buffering.stopService()
+        self.assertIn("pending at stop", self.out.getvalue())
+        self.assertIs(self.observer._outFile, self.out)
+        self.log.info("after stop")
+        self.assertIn("after stop", self.out.getvalue())   # directly again
+
+    def test_lines_from_threads_reach_the_reactor(self):
+        buffered = TurnBufferedFile(self.out, self.clock)
+        t = threading.Thread(target=buffered.write, args=("from a thread\n",))
+        t.start()
+        t.join()
+        [(drain, args)] = self.clock.from_threads
+        drain(*args)
+        self.assertEqual(self.out.getvalue(), "from a thread\n")
+
+
+class PluginServicesTests(TestCase):
+    """Each twistd plugin's service buffers the log while it runs."""
+
+    def names(self, module, *args):
+        from pathlib import Path
+        home = Path(self.mktemp()).absolute()
+        options = module.Options()
+        options.parseOptions(["--home", str(home), *args])
+        return [s.name for s in module.makeService(options)]
+
+    def test_all_send_and_smtpd(self):
+        from indimail import tap
+        from indimail.send import tap as send_tap
+        from indimail.smtp import tap as smtp_tap
+        off = ["--smtp", "none", "--submission", "none", "--smtps", "none"]
+        self.assertIn("log-buffering", self.names(tap, *off, "--smtp-workers", "0"))
+        self.assertIn("log-buffering", self.names(send_tap))
+        from indimail.config.init import init_home
+        from pathlib import Path
+        home = init_home(Path(self.mktemp()).absolute())
+        options = smtp_tap.Options()
+        options.parseOptions(["--home", str(home.path), *off])
+        self.assertIn("log-buffering", [s.name for s in smtp_tap.makeService(options)])
