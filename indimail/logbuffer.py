@@ -20,14 +20,20 @@ from twisted.logger import FileLogObserver, globalLogPublisher
 
 
 class TurnBufferedFile:
-    """A write-only file that passes its text on once per reactor turn."""
+    """A write-only file that passes its text on once per reactor turn;
+    without a reactor (before :meth:`attach`) every write goes through."""
 
-    def __init__(self, out, reactor):
+    def __init__(self, out, reactor=None):
         self.out = out
         self.reactor = reactor
         self._parts: list = []
         self._lock = threading.Lock()
         self._scheduled = False
+
+    def attach(self, reactor) -> None:
+        """Buffer from now on; write what is left when *reactor* stops."""
+        self.reactor = reactor
+        reactor.addSystemEventTrigger("after", "shutdown", self.drain)
 
     def write(self, text) -> None:
         with self._lock:
@@ -35,7 +41,9 @@ class TurnBufferedFile:
             if self._scheduled:
                 return
             self._scheduled = True
-        if threading.current_thread() is threading.main_thread():
+        if self.reactor is None:
+            self.drain()
+        elif threading.current_thread() is threading.main_thread():
             self.reactor.callLater(0, self.drain)
         else:
             self.reactor.callFromThread(self.drain)

@@ -19,10 +19,11 @@ import ctypes
 import os
 import signal
 import sys
-import threading
 
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
                             formatEvent, globalLogBeginner)
+
+from indimail.logbuffer import TurnBufferedFile
 
 PR_SET_PDEATHSIG = 1
 
@@ -42,48 +43,13 @@ def parse_listen(value: str) -> tuple[int, str, bool, str]:
 
 
 def _line(event) -> str:
+    """An event as the line the main process relays into its log."""
     text = formatEvent(event)
     failure = event.get("log_failure")
     if failure is not None:
         text += "\n" + failure.getTraceback()
     system = event.get("log_system") or event.get("log_namespace", "-")
     return f"[{system}] {text}\n"
-
-
-class BatchedStdout:
-    """The log observer: lines leave in one write per reactor turn instead
-    of one write (and one wake-up of the main process) per event.  Lines
-    logged before the reactor runs, from threads, or at exit still go out."""
-
-    def __init__(self, out=None):
-        self.out = out if out is not None else sys.stdout
-        self.lines: list[str] = []
-        self.reactor = None
-        self._scheduled = False
-
-    def __call__(self, event) -> None:
-        self.lines.append(_line(event))
-        if self.reactor is None:
-            self.flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            if threading.current_thread() is threading.main_thread():
-                self.reactor.callLater(0, self.flush)
-            else:
-                self.reactor.callFromThread(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        lines, self.lines = self.lines, []
-        if lines:
-            self.out.write("".join(lines))
-            self.out.flush()
-
-    def attach(self, reactor) -> None:
-        """Batch from now on; flush what is left when the reactor stops."""
-        self.reactor = reactor
-        reactor.addSystemEventTrigger("after", "shutdown", self.flush)
-        atexit.register(self.flush)
 
 
 def tls_factory(reactor, description: str, factory):
@@ -108,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: early_hup.append(signum))
     die_with_parent()
     parent = os.getppid()
-    stdout = BatchedStdout()
-    observer = FilteringLogObserver(stdout, [LogLevelFilterPredicate(LogLevel.info)])
+    stdout = TurnBufferedFile(sys.stdout)   # one write per reactor turn once attached
+    observer = FilteringLogObserver(lambda event: stdout.write(_line(event)),
+                                    [LogLevelFilterPredicate(LogLevel.info)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
     from twisted.internet import reactor, task
     stdout.attach(reactor)
+    atexit.register(stdout.drain)
 
     from indimail.config.home import Home
     from indimail.smtp.service import SMTPService

@@ -24,9 +24,13 @@ class ThreadClock(Clock):
     def __init__(self):
         super().__init__()
         self.from_threads = []
+        self.triggers = []
 
     def callFromThread(self, f, *args):
         self.from_threads.append((f, args))
+
+    def addSystemEventTrigger(self, phase, event, f):
+        self.triggers.append((phase, event, f))
 
 
 class LogBufferingTests(TestCase):
@@ -68,6 +72,33 @@ class LogBufferingTests(TestCase):
         [(drain, args)] = self.clock.from_threads
         drain(*args)
         self.assertEqual(self.out.getvalue(), "from a thread\n")
+
+
+class TurnBufferedFileTests(TestCase):
+    """What the SMTP workers write their log lines through."""
+
+    def test_writes_go_through_until_attached(self):
+        out = CountingFile()
+        buffered = TurnBufferedFile(out)
+        buffered.write("starting\n")
+        self.assertEqual(out.getvalue(), "starting\n")
+
+    def test_attached_it_drains_at_shutdown(self):
+        out, clock = CountingFile(), ThreadClock()
+        buffered = TurnBufferedFile(out)
+        buffered.attach(clock)
+        buffered.write("a\n")
+        buffered.write("b\n")
+        self.assertEqual(out.writes, 0)
+        [(phase, event, drain)] = clock.triggers
+        self.assertEqual((phase, event), ("after", "shutdown"))
+        drain()
+        self.assertEqual((out.getvalue(), out.writes), ("a\nb\n", 1))
+
+    def test_worker_line_names_the_system(self):
+        from indimail.smtp.worker import _line
+        event = {"log_format": "hello {who}", "who": "world", "log_namespace": "smtpd"}
+        self.assertEqual(_line(event), "[smtpd] hello world\n")
 
 
 class PluginServicesTests(TestCase):
