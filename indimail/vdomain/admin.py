@@ -347,14 +347,16 @@ class Admin:
                                      self.clock())
         return user
 
-    async def _user(self, address: str) -> VUser:
+    async def _user(self, address: str, missing: str = "{name}@{domain}: No such user") -> VUser:
+        """The user of *address* (alias domains followed); AdminError with
+        *missing* (formatted with name and domain) when there is none."""
         name, domain = split_address(address)
         real = await self.store.real_domain(domain)
         if real is None:
             raise AdminError(f"{domain}: No such domain")
         user = await self.store.get_user(name, real)
         if user is None:
-            raise AdminError(f"{name}@{real}: No such user")
+            raise AdminError(missing.format(name=name, domain=real))
         return user
 
     @deferred

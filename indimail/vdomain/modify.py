@@ -158,15 +158,8 @@ def new_quota(current: str, request: str) -> str:
 
 
 async def find_user(admin, address: str) -> VUser:
-    """The user vmoduser works on, with its messages for an unknown domain or user."""
-    name, domain = split_address(address)
-    real = await admin.store.real_domain(domain)
-    if real is None:
-        raise AdminError(f"{domain}: No such domain")
-    user = await admin.store.get_user(name, real)
-    if user is None:
-        raise AdminError(f"no such user {name}@{real}")
-    return user
+    """The user vmoduser works on, with its message for an unknown user."""
+    return await admin._user(address, missing="no such user {name}@{domain}")
 
 
 async def modify_user(admin, address: str, change: UserChange, *,

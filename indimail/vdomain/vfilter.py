@@ -168,11 +168,11 @@ def read_address_book(maildir: Path) -> frozenset[str]:
     return frozenset(found)
 
 
-def header_domains(headers: list[tuple[str, str]]) -> set[str]:
-    """The domains of the To/Cc/Bcc addresses (comparison 6 maps alias
-    domains to their real domain)."""
+def header_domains(headers: list[tuple[str, str]], wanted=RECIPIENT_HEADERS) -> set[str]:
+    """The domains of the addresses in the *wanted* headers (comparisons 5
+    and 6 map alias domains to their real domain)."""
     return {a.rpartition("@")[2] for name, value in headers
-            if name.lower() in RECIPIENT_HEADERS for a in _addresses(value)}
+            if name.lower() in wanted for a in _addresses(value)}
 
 
 def _address_compare(rule: VFilter, headers, emailid: str, real_domain,
@@ -246,11 +246,14 @@ async def address_context(rules: list[VFilter], headers, maildir: Path, thread,
     used = {r.comparision for r in rules if not is_global(r.emailid)}
     book: frozenset[str] = frozenset()
     mapped: dict[str, str] = {}
+    wanted: set[str] = set()
     if 5 in used:
         book = await thread(read_address_book, maildir)
+        wanted.update(SENDER_HEADERS)
     if 6 in used:
-        for domain in header_domains(headers):
-            mapped[domain] = await real_domain(domain) or domain
+        wanted.update(RECIPIENT_HEADERS)
+    for domain in header_domains(headers, wanted):
+        mapped[domain] = await real_domain(domain) or domain
     return (lambda d: mapped.get(d, d)), book
 
 

@@ -102,3 +102,18 @@ class AddressContextTests(TestCase):
             V.address_context([rule(5, "prefilt@example.org")], headers, maildir, thread,
                               real_domain))
         self.assertEqual((book, asked), (frozenset(), []))
+
+    @defer.inlineCallbacks
+    def test_sender_domains_are_mapped_for_comparison_5(self):
+        """The user writing from an alias domain is himself for comparison 5."""
+        maildir = Path(self.mktemp())
+        maildir.mkdir()
+
+        async def real_domain(domain):
+            return {"alias.org": "example.org"}.get(domain)
+        headers = [("From", "bob@alias.org"), ("To", "x@nowhere.test")]
+        mapped, _book = yield defer.ensureDeferred(
+            V.address_context([rule(5)], headers, maildir,
+                              lambda fn, *a: defer.succeed(fn(*a)), real_domain))
+        self.assertEqual(mapped("alias.org"), "example.org")
+        self.assertIsNone(V.first_match([rule(5)], headers, V.HEADERS, BOB, mapped))
