@@ -72,12 +72,12 @@ def make_all_service(home: Home, *, reactor=None, smtp: str | None = DEFAULT_SMT
 
 
 def makeService(options: Options) -> service.MultiService:
-    from indimail.logbuffer import LogBuffering
+    from indimail.gcfreeze import add_process_services
 
     home = Home.from_env(options["home"])
     smtps = options["smtps"] if options["smtps"] is not None else default_smtps(home)
     top = make_all_service(home, smtp=listener(options["smtp"]),
                            submission=listener(options["submission"]),
                            smtps=listener(smtps), workers=options["smtp-workers"])
-    LogBuffering().setServiceParent(top)
+    add_process_services(top)
     return top

@@ -17,9 +17,9 @@ class Options(usage.Options):
 
 
 def makeService(options: Options):
-    from indimail.logbuffer import LogBuffering
+    from indimail.gcfreeze import add_process_services
     from indimail.send.service import make_send_service
 
     top = make_send_service(Home.from_env(options["home"]))
-    LogBuffering().setServiceParent(top)
+    add_process_services(top)
     return top

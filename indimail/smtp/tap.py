@@ -26,7 +26,7 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> service.MultiService:
-    from indimail.logbuffer import LogBuffering
+    from indimail.gcfreeze import add_process_services
     from indimail.smtp.service import make_smtp_service
 
     home = Home.from_env(options["home"])
@@ -39,5 +39,5 @@ def makeService(options: Options) -> service.MultiService:
     top = make_smtp_service(home, smtp=listener(options["smtp"]),
                             submission=listener(options["submission"]),
                             smtps=listener(smtps))
-    LogBuffering().setServiceParent(top)
+    add_process_services(top)
     return top

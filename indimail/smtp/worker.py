@@ -113,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             port.stopListening()
         return svc.stopService()
     reactor.addSystemEventTrigger("before", "shutdown", stop)
+    from indimail.gcfreeze import FreezeStartupHeap
+    freezer = FreezeStartupHeap(reactor)
+
     def start():
         svc.startService()
+        freezer.startService()
         if early_hup:
             svc.reload()
     reactor.callWhenRunning(start)

@@ -252,7 +252,8 @@ def shared_store(home, env: Mapping[str, str], reactor) -> defer.Deferred:
     backend = backend_for_home(home, env)
     key = (backend, id(reactor))
     if key not in _SHARED:
-        _SHARED[key] = routed_store(home, env, reactor=reactor, backend=backend)
+        _SHARED[key] = routed_store(home, env, reactor=reactor, backend=backend,
+                                    reactor_reads=True)
 
     async def opened():
         store = _SHARED[key]
@@ -269,13 +270,14 @@ _LOCKS: dict = {}
 _READY: set = set()
 
 
-def close_shared_stores() -> None:
-    """Close the stores :func:`shared_store` opened (service shutdown, tests)."""
-    for store in _SHARED.values():
-        store.close()
+def close_shared_stores() -> defer.Deferred:
+    """Close the stores :func:`shared_store` opened (service shutdown, tests);
+    fires when their connections are gone."""
+    closing = [defer.maybeDeferred(store.close) for store in _SHARED.values()]
     _SHARED.clear()
     _READY.clear()
     _LOCKS.clear()
+    return defer.gatherResults(closing)
 
 
 @implementer(IScramSecretSource)

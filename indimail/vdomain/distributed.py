@@ -39,9 +39,10 @@ class RoutedStore(VStore):
 
     def __init__(self, backend, *, home=None, env: Mapping[str, str] | None = None,
                  entries: list[McdEntry] | None = None, hostid: str | None = None,
-                 reactor=None, create_database: bool = False, pool_max: int | None = None):
+                 reactor=None, create_database: bool = False, pool_max: int | None = None,
+                 reactor_reads: bool = False):
         super().__init__(backend, reactor=reactor, create_database=create_database,
-                         pool_max=pool_max)
+                         pool_max=pool_max, reactor_reads=reactor_reads)
         self.home = home
         self.env = dict(env or {})
         self.entries: list[McdEntry] = list(entries or [])
@@ -62,12 +63,12 @@ class RoutedStore(VStore):
         await super()._open()
         return self
 
-    def close(self) -> None:
+    def close(self) -> defer.Deferred:
         """Close every database's pool, then the central one."""
         stores, self._stores = list(self._stores.values()), {}
-        for store in stores:
-            store.close()
-        super().close()
+        closing = [store.close() for store in stores]
+        closing.append(super().close())
+        return defer.gatherResults(closing)
 
     # -- which database --------------------------------------------------
 
@@ -92,7 +93,8 @@ class RoutedStore(VStore):
             store = self._stores.get(key)
             if store is None or store.pool is None:
                 store = VStore(entry.backend(), reactor=self.reactor,
-                               create_database=self.create_database, pool_max=self.pool_max)
+                               create_database=self.create_database, pool_max=self.pool_max,
+                               reactor_reads=self.reactor_reads)
                 await store.open()
                 self._stores[key] = store
         return store
@@ -239,13 +241,14 @@ class RoutedStore(VStore):
 
 
 def routed_store(home, env: Mapping[str, str] | None = None, *, reactor=None,
-                 backend=None) -> RoutedStore:
+                 backend=None, reactor_reads: bool = False) -> RoutedStore:
     """The (unopened) store of *home*: the central backend (``MYSQL_HOST``,
     ``host.mysql``, else SQLite) routing by the home's mcdinfo."""
     from .backend import backend_for_home
     if backend is None:
         backend = backend_for_home(home, env)
-    return RoutedStore(backend, home=home, env=env, reactor=reactor)
+    return RoutedStore(backend, home=home, env=env, reactor=reactor,
+                       reactor_reads=reactor_reads)
 
 
 __all__ = ["RoutedStore", "routed_store"]

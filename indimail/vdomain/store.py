@@ -1,7 +1,9 @@
 """The virtual-domain store: IndiMail's tables behind one asynchronous interface.
 
 Every method returns a Deferred and runs its SQL in the connection pool's
-threads (``twisted.enterprise.adbapi``), never on the reactor thread.  The same
+threads (``twisted.enterprise.adbapi``), never on the reactor thread; a
+long-running service's store (``reactor_reads``) on MySQL reads users over
+:mod:`.mysqlwire` instead, a non-blocking client on the reactor.  The same
 code serves SQLite and MySQL/MariaDB; the backend supplies the parameter style
 and DDL.  Names and domains are lower-cased, as IndiMail's admin commands do,
 so lookups agree on both backends (MySQL compares case-insensitively, SQLite
@@ -21,12 +23,16 @@ from typing import Any, Callable
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 
 from . import schema
 from .coalesce import Coalescer
 from .backend import Backend, McdEntry, SqliteBackend, backend_for_home
+from .mysqlwire import WireError, WireReads
 from .records import (FILTER_COLUMNS, LIMIT_COLUMNS, USER_COLUMNS, VFilter, VLimits,
                       VUser)
+
+log = Logger()
 
 ACTIVE, INACTIVE = "indimail", "indibak"
 RELAY_CLEAR_MINUTES = 60
@@ -78,6 +84,33 @@ def _epoch(value: Any) -> float | None:
     return time.mktime(time.strptime(str(value), "%Y-%m-%d %H:%M:%S"))
 
 
+_USER_TABLES = ((ACTIVE, False), (INACTIVE, True))
+
+
+def _users_select(table: str, keys: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """The SELECT of *keys*' user rows in *table*."""
+    where, args = _pairs_where(keys)
+    return f"SELECT {', '.join(USER_COLUMNS)} FROM {table} WHERE {where}", args
+
+
+def _add_users(found: dict, rows, inactive: bool) -> None:
+    """Add *rows* as VUsers to *found*, keyed by lower-cased (name, domain)."""
+    for row in rows:
+        found.setdefault((_lower(row[0]), _lower(row[1])), _user(row, inactive))
+
+
+def _collect_users(keys: list[tuple[str, str]], select) -> dict:
+    """``{(name, domain): VUser}`` of *keys*: indimail first, indibak for
+    those not active; *select(sql, args)* returns rows."""
+    found: dict = {}
+    for table, inactive in _USER_TABLES:
+        wanted = [k for k in keys if k not in found]
+        if not wanted:
+            break
+        _add_users(found, select(*_users_select(table, wanted)), inactive)
+    return found
+
+
 def _pairs_where(keys: list[tuple[str, str]]) -> tuple[str, list[str]]:
     """A WHERE clause matching (pw_name, pw_domain) *keys*, grouped by
     domain so each group is a range of the primary key."""
@@ -101,7 +134,7 @@ class VStore:
     """IndiMail's user database on one backend."""
 
     def __init__(self, backend: Backend, *, reactor=None, create_database: bool = False,
-                 pool_max: int | None = None):
+                 pool_max: int | None = None, reactor_reads: bool = False):
         if reactor is None:
             from twisted.internet import reactor as global_reactor
             reactor = global_reactor
@@ -113,6 +146,9 @@ class VStore:
         self._control_tables: set[str] = set()
         self._passwd_width: dict[str, int] = {}
         self._user_reads = Coalescer(self._fetch_users, parallel=USER_READS_PARALLEL)
+        self.reactor_reads = reactor_reads
+        self._wire: WireReads | None = None
+        self._wire_failing = False
 
     # -- lifecycle -------------------------------------------------------
 
@@ -132,6 +168,8 @@ class VStore:
             self.pool.close()
             self.pool = None
             raise
+        if self.reactor_reads and not isinstance(self.backend, SqliteBackend):
+            self._wire = WireReads(self.backend, self.reactor, size=USER_READS_PARALLEL)
         return self
 
     def open(self) -> defer.Deferred:
@@ -177,11 +215,14 @@ class VStore:
                 f"{table}.pw_passwd ({width}); widen it with: ALTER TABLE {table} MODIFY "
                 f"pw_passwd varchar({schema.PASSWD_WIDTH}) not null")
 
-    def close(self) -> None:
-        """Stop the pool's threads and close its connections."""
+    def close(self) -> defer.Deferred:
+        """Stop the pool's threads and close its connections; the Deferred
+        fires when the reactor-side connections are gone too."""
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        wire, self._wire = self._wire, None
+        return wire.close() if wire is not None else defer.succeed(None)
 
     # -- plumbing --------------------------------------------------------
 
@@ -351,21 +392,36 @@ class VStore:
         return await self._user_reads.get((_lower(name), _lower(domain)))
 
     def _fetch_users(self, keys: list[tuple[str, str]]) -> defer.Deferred:
-        """``{(name, domain): VUser}`` of *keys* in one pool trip: indimail
-        first, indibak for those not active."""
-        def run(txn):
-            found = {}
-            for table, inactive in ((ACTIVE, False), (INACTIVE, True)):
+        """``{(name, domain): VUser}`` of *keys*: on the reactor when it can
+        (:mod:`.mysqlwire`), else in one pool trip."""
+        if self._wire is not None and self._wire.usable:
+            return defer.Deferred.fromCoroutine(self._fetch_users_wire(keys))
+        return self._interaction(self._users_in_txn, keys)
+
+    def _users_in_txn(self, txn, keys: list[tuple[str, str]]) -> dict:
+        return _collect_users(keys, lambda sql, args: self._x(txn, sql, *args).fetchall())
+
+    async def _fetch_users_wire(self, keys: list[tuple[str, str]]) -> dict:
+        """The same reads over the reactor-side connections; any failure
+        there sends this batch through the pool instead (its errors are the
+        ones callers know)."""
+        found: dict = {}
+        try:
+            for table, inactive in _USER_TABLES:
                 wanted = [k for k in keys if k not in found]
                 if not wanted:
                     break
-                where, args = _pairs_where(wanted)
-                for row in self._x(txn, f"SELECT {', '.join(USER_COLUMNS)} FROM {table} "
-                                        f"WHERE {where}", *args).fetchall():
-                    key = (_lower(row[0]), _lower(row[1]))
-                    found.setdefault(key, _user(row, inactive))
-            return found
-        return self._interaction(run)
+                sql, args = _users_select(table, wanted)
+                _add_users(found, await self._wire.query(sql, args), inactive)
+        except WireError as exc:
+            if not self._wire_failing:
+                log.warn("user lookups fall back to the thread pool: {why}", why=exc)
+            self._wire_failing = True
+            return await self._interaction(self._users_in_txn, keys)
+        if self._wire_failing:
+            log.info("user lookups are back on the reactor-side connections")
+            self._wire_failing = False
+        return found
 
     @deferred
     async def lookup(self, address: str) -> VUser | None:

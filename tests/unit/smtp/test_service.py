@@ -204,13 +204,13 @@ class Tap(SynchronousTestCase):
         options.parseOptions(["--home", str(home.path), "--smtp", "tcp:0:interface=127.0.0.1",
                               "--submission", "none"])
         svc = tap.makeService(options)
-        self.assertEqual([s.name for s in svc], ["smtp", "log-buffering"])
+        self.assertEqual([s.name for s in svc], ["smtp", "log-buffering", "gc-freeze"])
         (home.path / "certs").mkdir()
         (home.path / "certs" / "servercert.pem").write_bytes(
             self_signed_pem("localhost", datetime.datetime.now(datetime.timezone.utc),
                             key_size=1024))
         svc = tap.makeService(options)
-        self.assertEqual(sorted(s.name for s in svc), ["log-buffering", "smtp", "smtps"])
+        self.assertEqual(sorted(s.name for s in svc), ["gc-freeze", "log-buffering", "smtp", "smtps"])
 
     def test_dropin(self):
         """The twistd dropin names the tap module and the tapname indimail-smtpd."""
