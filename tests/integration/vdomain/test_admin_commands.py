@@ -15,12 +15,12 @@ from twisted.trial.unittest import TestCase
 from indimail.auth import schemes
 from indimail.config.init import init_home
 from indimail.vdomain import flags as F
-from indimail.vdomain.store import open_store
 
-from .helpers import MYSQL, mysql_backend, run_sql
+from .helpers import run_sql
+from .vhome import MysqlHome, StoreCalls
 
 
-class AdminCommandsMixin:
+class AdminCommandsMixin(StoreCalls):
     maxDiff = None
 
     @defer.inlineCallbacks
@@ -53,14 +53,6 @@ class AdminCommandsMixin:
         return utils.getProcessOutputAndValue(
             "/bin/sh", ("-c", 'f="$1"; shift; exec "$@" < "$f"', "sh", str(stdin),
                         sys.executable) + argv, env=environ)
-
-    @defer.inlineCallbacks
-    def store_call(self, method, *args):
-        store = yield open_store(self.home, self.env)
-        try:
-            return (yield getattr(store, method)(*args))
-        finally:
-            store.close()
 
     def handle(self):
         """A POST_HANDLE script recording its arguments; the path of the record."""
@@ -346,17 +338,8 @@ class SqliteAdminCommandTests(AdminCommandsMixin, TestCase):
     """The commands on the embedded SQLite store."""
 
 
-class MysqlAdminCommandTests(AdminCommandsMixin, TestCase):
+class MysqlAdminCommandTests(MysqlHome, AdminCommandsMixin, TestCase):
     """The commands on MariaDB (control/host.mysql)."""
-
-    def prepare_database(self):
-        self.backend = mysql_backend(self)
-        (self.home.control / "host.mysql").write_text(MYSQL + "\n")
-        self.env["MYSQL_DATABASE"] = self.backend.database
-        self.env["MYSQL_PASSWD"] = ""
-        return threads.deferToThread(run_sql, self.backend,
-                                     [f"CREATE DATABASE {self.backend.database}"],
-                                     with_database=False)
 
     @defer.inlineCallbacks
     def test_scram_forms_fit_our_tables(self):

@@ -12,7 +12,8 @@ from indimail.config.init import init_home
 from indimail.vdomain.backend import parse_host_mysql
 from indimail.vdomain.store import open_store
 
-from .helpers import MYSQL, mysql_backend, run_sql
+from .helpers import MYSQL, run_sql
+from .vhome import MysqlHome
 
 
 class CommandTestsMixin:
@@ -142,18 +143,9 @@ class SqliteCommandTests(CommandTestsMixin, TestCase):
         self.assertEqual((out, code), (b"", 1))
 
 
-class MysqlCommandTests(CommandTestsMixin, TestCase):
+class MysqlCommandTests(MysqlHome, CommandTestsMixin, TestCase):
     """The commands on MariaDB, chosen by ``control/host.mysql``; the tables we
     create hold SCRAM forms (pw_passwd varchar(512))."""
-
-    def prepare_database(self):
-        backend = mysql_backend(self)
-        (self.home.control / "host.mysql").write_text(MYSQL + "\n")
-        self.env["MYSQL_DATABASE"] = backend.database
-        self.env["MYSQL_PASSWD"] = ""
-        return threads.deferToThread(run_sql, backend,
-                                     [f"CREATE DATABASE {backend.database}"],
-                                     with_database=False)
 
     @defer.inlineCallbacks
     def test_user_row_is_in_mariadb(self):

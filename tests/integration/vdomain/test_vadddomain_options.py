@@ -22,12 +22,13 @@ from tests.unit.delivery.support import FakeEnqueuer, queue_message
 from tests.unit.vdomain.test_distributed import (MCD_PASS, MCD_USER, grant_mcd_user,
                                                  mcd_databases, rows_in)
 
-from .helpers import MYSQL, mysql_backend, run_sql
+from .helpers import MYSQL, run_sql
+from .vhome import MysqlHome, StoreCalls
 
 MESSAGE = b"From: carol@remote.test\nSubject: hello\n\nhi\n"
 
 
-class OptionsMixin:
+class OptionsMixin(StoreCalls):
     maxDiff = None
 
     @defer.inlineCallbacks
@@ -55,14 +56,6 @@ class OptionsMixin:
         out, err, code = yield self.command(command, *args, **env)
         self.assertEqual((code, err), (0, b""), out)
         return out.decode()
-
-    @defer.inlineCallbacks
-    def store_call(self, method, *args):
-        store = yield open_store(self.home, self.env)
-        try:
-            return (yield getattr(store, method)(*args))
-        finally:
-            store.close()
 
     @defer.inlineCallbacks
     def deliver(self, recipient):
@@ -205,14 +198,5 @@ class SqliteOptionsTests(OptionsMixin, TestCase):
     """The options on the embedded SQLite store."""
 
 
-class MysqlOptionsTests(OptionsMixin, TestCase):
+class MysqlOptionsTests(MysqlHome, OptionsMixin, TestCase):
     """The options on MariaDB, chosen by ``control/host.mysql``."""
-
-    def prepare_database(self):
-        backend = mysql_backend(self)
-        (self.home.control / "host.mysql").write_text(MYSQL + "\n")
-        self.env["MYSQL_DATABASE"] = backend.database
-        self.env["MYSQL_PASSWD"] = ""
-        return threads.deferToThread(run_sql, backend,
-                                     [f"CREATE DATABASE {backend.database}"],
-                                     with_database=False)

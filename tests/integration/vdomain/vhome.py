@@ -39,8 +39,22 @@ class StoreHome:
         return defer.succeed(None)
 
 
+class StoreCalls:
+    """Mixin: ``store_call`` opens the home's store as a command would, calls
+    one of its methods and closes it (needs ``self.home`` and ``self.env``)."""
+
+    @defer.inlineCallbacks
+    def store_call(self, method, *args):
+        store = yield open_store(self.home, self.env)
+        try:
+            return (yield getattr(store, method)(*args))
+        finally:
+            store.close()
+
+
 class MysqlHome:
-    """Mixin (before StoreHome): the store is a new MariaDB database."""
+    """Mixin (before the one making the home): the store is a new MariaDB
+    database named in ``control/host.mysql``."""
 
     def prepare_database(self):
         self.backend = mysql_backend(self)
