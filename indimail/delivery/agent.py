@@ -112,6 +112,12 @@ class DeliveryAgent(abc.ABC):
         chosen = await self._thread(self._choose_filter, sender, recipient, qqeh)
         if chosen is None:
             return await self._run(mess, sender, recipient, qqeh)
+        return await self._through_filter(
+            chosen, mess, lambda path: self._run(path, sender, recipient, qqeh))
+
+    async def _through_filter(self, chosen, mess: Path, then) -> DeliveryResult:
+        """Run the filter *chosen* (command, filter environment) over *mess*;
+        its verdict, or ``then(filtered path)``'s result."""
         command, fenv = chosen
         opened = await self._thread(open_for_filter, mess, fenv)
         src, out, path = opened
@@ -124,7 +130,7 @@ class DeliveryAgent(abc.ABC):
                 os.close(out)
             if verdict.status is not None:
                 return DeliveryResult(verdict.status, verdict.report)
-            return await self._run(Path(path), sender, recipient, qqeh)
+            return await then(Path(path))
         finally:
             await self._thread(dfilter.remove, path)
 

@@ -18,6 +18,12 @@ report texts: 2xx success, 5xx failure, 4xx and lost connections deferral.
 ``QMAILREMOTE`` replaces all of this with a program; ``ONSUCCESS_REMOTE``,
 ``ONFAILURE_REMOTE`` and ``ONTEMPORARY_REMOTE`` run after it
 (:mod:`.remotehooks`).
+
+Everything a delivery reads from disk before it connects (envrules, filter,
+settings, the message itself when small) is read in one trip to a thread
+(:meth:`RemoteDelivery.prepare`).  In the send service a connection whose
+transaction succeeded waits in a :class:`~.conncache.ConnectionCache` for
+the next delivery to the same place instead of saying QUIT.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from indimail.config.control import ControlFiles
 from indimail.config.environment import Environment
 from indimail.config.home import Home
 from indimail.delivery import batv, mx, remotehooks
-from indimail.delivery.agent import DeliveryAgent
+from indimail.delivery import filter as dfilter
+from indimail.delivery.agent import DeliveryAgent, split_address
 from indimail.delivery.lines import quote2
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
 from indimail.delivery import msgscan, saslclient
+from indimail.delivery.conncache import ConnectionCache, Idle, Key
 from indimail.delivery.smtpclient import (
     DataEncoder, Reply, SMTPClientProtocol, b64, ehlo_keywords, xtext)
 from indimail.delivery.qmtpclient import (
@@ -52,6 +60,7 @@ from indimail.delivery.tcpto import MAX_TOLERANCE, MIN_PENALTY, TcpTimeouts
 from indimail.delivery.tlsdestinations import TLSPolicy, VerifyingCreator, tls_policy
 
 CHUNK = 65536
+INLINE_MAX = 65536   # a message this small is read once, before connecting, and sent from memory
 MAX_AUTH_STEPS = 8   # no mechanism here needs more 334 rounds; stops a looping server
 BIND_IP = "0.0.0.0"
 
@@ -94,8 +103,52 @@ def tls_failure(exc: Exception) -> str | None:
     return ", ".join(reasons) or str(exc) or "handshake failed"
 
 
+@dataclass
+class _Message:
+    """The queued message as one delivery sends it."""
+
+    path: object
+    size: int | None               # None: the file could not be read
+    content: bytes | None = None   # the whole message when it is small
+    high: bool = False             # 8-bit bytes (queue extra headers included)
+    utf8: bool = False             # a Received field says "with UTF8..."
+
+
+def read_message(mess, qqeh: str) -> _Message:
+    """The message's size and what MAIL FROM must declare for it
+    (:mod:`.msgscan`), and its bytes when they fit :data:`INLINE_MAX`.
+    Blocking."""
+    extra = qqeh.encode("utf-8", "surrogateescape")
+    try:
+        with open(mess, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            if size <= INLINE_MAX:
+                content = source.read()
+                return _Message(mess, len(content), content, *msgscan.scan_bytes(content, extra))
+            chunks = iter(lambda: source.read(CHUNK), b"")
+            return _Message(mess, size, None, *msgscan.scan_chunks(chunks, extra))
+    except OSError:
+        return _Message(mess, None)
+
+
+@dataclass
+class _Prepared:
+    """What one delivery reads before it talks to the network, in one
+    trip to a thread (see :meth:`RemoteDelivery.prepare`)."""
+
+    agent: "RemoteDelivery"             # the agent, or a copy with the envrules' env
+    filter: tuple | None = None         # (command, environment): FILTERARGS applies
+    hook: str | None = None             # QMAILREMOTE
+    settings: Settings | None = None
+    message: _Message | None = None
+
+
 class _Dropped(Exception):
     """The connection died or timed out while waiting on the peer."""
+
+
+class _Stale(Exception):
+    """A cached connection was closed or refused before the transaction."""
 
 
 class _NextMX(Exception):
@@ -121,6 +174,7 @@ class _Session:
         self.in_greeting = False
         self.tls = tls                 # SMTPS or STARTTLS done
         self.handshake = False         # STARTTLS sent, TLS not proven yet
+        self.reused = False            # on a cached connection (conncache)
 
     def said(self, reply: Reply | None) -> str:
         if reply is None or not reply.text:
@@ -164,6 +218,7 @@ class _QueueBound(DeliveryAgent):
 
     channel = "remote"
     program = "qmail-remote"
+    filters_in_run = True   # the owner's prepare() chooses the filter
 
     def __init__(self, owner: "RemoteDelivery", tcpto):
         self.owner, self.tcpto = owner, tcpto
@@ -190,7 +245,8 @@ class RemoteDelivery(DeliveryAgent):
 
     def __init__(self, home: Home, control: ControlFiles, *, reactor=None,
                  env: Mapping[str, str] | None = None, resolver=None,
-                 threadpool=None, rng: random.Random | None = None, clock=None):
+                 threadpool=None, rng: random.Random | None = None, clock=None,
+                 connection_cache: ConnectionCache | None = None):
         if reactor is None:
             from twisted.internet import reactor as _reactor
             reactor = _reactor
@@ -202,6 +258,7 @@ class RemoteDelivery(DeliveryAgent):
         self.threadpool = threadpool
         self.rng = rng or random.Random()
         self.clock = clock or reactor  # times out replies (timeoutremote)
+        self.cache = connection_cache  # idle SMTP connections for the next delivery
 
     @property
     def resolver(self):
@@ -307,42 +364,62 @@ class RemoteDelivery(DeliveryAgent):
             return TcpTimeouts(Path(self.env["QUEUEDIR"]) / "lock" / "tcpto")
         return None
 
-    async def _run(self, mess, sender: str, recipient: str, qqeh: str,
-                   tcpto: TcpTimeouts | None = None) -> DeliveryResult:
-        """One delivery in its own environment: ``fromd.envrules`` and
-        ``rcpt.envrules`` may change routes, hooks, BATV, OUTGOINGIP... for
-        this sender and recipient (a copy of the agent carries that env)."""
-        env = await self._thread(self.delivery_env, sender, recipient)
+    def prepare(self, mess, sender: str, recipient: str, qqeh: str,
+                filtered: bool = False) -> _Prepared:
+        """Everything one delivery reads from disk before it connects, so
+        that it costs one trip to a thread: its environment
+        (``fromd.envrules`` and ``rcpt.envrules`` may change routes, hooks,
+        BATV, OUTGOINGIP... for this sender and recipient), the delivery
+        filter unless *filtered*, ``QMAILREMOTE``, the settings, and the
+        message (:func:`read_message`).  Blocking."""
+        env = self.delivery_env(sender, recipient)
         agent = self
         if env is not self.env:
             agent = copy.copy(self)
             agent.env = env
-        return await agent._run_in_env(mess, sender, recipient, qqeh, tcpto)
-
-    async def _run_in_env(self, mess, sender: str, recipient: str, qqeh: str,
-                          tcpto: TcpTimeouts | None = None) -> DeliveryResult:
-        domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
-        hook = self.env.get("QMAILREMOTE")
+        if not filtered:
+            fdomain = split_address(recipient)[1]
+            command = dfilter.filter_command(env, self.control, fdomain, self.channel)
+            if command is not None:
+                return _Prepared(agent, filter=(command, dfilter.filter_environment(
+                    env, fdomain, recipient, qqeh, sender, recipient)))
+        hook = env.get("QMAILREMOTE")
         if hook:
-            return await self._run_hook(hook, mess, sender, recipient, qqeh, domain)
+            return _Prepared(agent, hook=hook)
+        domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+        return _Prepared(agent, settings=agent.settings(domain, sender),
+                         message=read_message(mess, qqeh))
+
+    async def _run(self, mess, sender: str, recipient: str, qqeh: str,
+                   tcpto: TcpTimeouts | None = None, filtered: bool = False) -> DeliveryResult:
+        """One delivery: :meth:`prepare`, then the filter (whose output is
+        delivered in its place) or the SMTP/QMTP conversation."""
+        prepared = await self._thread(self.prepare, mess, sender, recipient, qqeh, filtered)
+        if prepared.filter is not None:
+            return await self._through_filter(
+                prepared.filter, mess,
+                lambda path: self._run(path, sender, recipient, qqeh, tcpto, True))
+        return await prepared.agent._run_prepared(prepared, mess, sender, recipient, qqeh,
+                                                  tcpto)
+
+    async def _run_prepared(self, prepared: _Prepared, mess, sender: str, recipient: str,
+                            qqeh: str, tcpto: TcpTimeouts | None = None) -> DeliveryResult:
+        domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+        if prepared.hook:
+            return await self._run_hook(prepared.hook, mess, sender, recipient, qqeh, domain)
         attempt = _Attempt()
         try:
-            result = await self._remote(mess, sender, recipient, qqeh, domain, tcpto, attempt)
+            result = await self._remote(prepared, sender, recipient, qqeh, domain, tcpto,
+                                        attempt)
         except DeliveryError as exc:
             result = exc.result
         if any(self.env.get(name) for name in remotehooks.SCRIPTS.values()):
-            size = await self._size(mess)
+            size = prepared.message.size
             argv = remotehooks.remote_argv(domain, sender, qqeh, size or 0, recipient)
             result = await remotehooks.run_result_script(
                 self.reactor, self.env, argv, str(self.home.path), result, attempt.code,
                 attempt.text, attempt.host, attempt.qmtp)
         return result
-
-    async def _size(self, mess) -> int | None:
-        try:
-            return await self._thread(lambda: os.stat(mess).st_size)
-        except OSError:
-            return None
 
     async def _run_hook(self, program: str, mess, sender: str, recipient: str, qqeh: str,
                         domain: str) -> DeliveryResult:
@@ -359,9 +436,10 @@ class RemoteDelivery(DeliveryAgent):
         finally:
             os.close(fd)
 
-    async def _remote(self, mess, sender: str, recipient: str, qqeh: str, domain: str,
-                      tcpto: TcpTimeouts | None, attempt: "_Attempt") -> DeliveryResult:
-        settings = await self._thread(self.settings, domain, sender)
+    async def _remote(self, prepared: _Prepared, sender: str, recipient: str, qqeh: str,
+                      domain: str, tcpto: TcpTimeouts | None, attempt: "_Attempt"
+                      ) -> DeliveryResult:
+        settings, message = prepared.settings, prepared.message
         route, helo = settings.route, settings.helo
         t_connect, t_remote = settings.timeout_connect, settings.timeout_remote
         host = route.host if route else domain
@@ -386,8 +464,7 @@ class RemoteDelivery(DeliveryAgent):
                 raise temporary("CNAME lookup failed temporarily. (#4.4.3)") from None
             if canonical.lower() != domain.lower():
                 recipient = recipient[:recipient.rfind("@") + 1] + canonical
-        size = await self._size(mess)
-        if size is None:
+        if message.size is None:
             raise temporary("Unable to read message. (#4.3.0)")
         if settings.batv_sender is not None:
             sender = settings.batv_sender
@@ -397,19 +474,27 @@ class RemoteDelivery(DeliveryAgent):
         tried: list[str] = []
         last_drop: DeliveryError | None = None
         for target in targets:
-            listed = False
-            if tcpto is not None:
-                down, listed = await self._thread(tcpto.check, target.address, penalty,
-                                                  int(self.clock.seconds()), self.rng)
-                if down:
-                    self.log.info("tcpto: skipping {address}", address=target.address)
-                    continue
+            down = listed = False
+            policy = None
+            if tcpto is not None or not qmtp:
+                down, listed, policy = await self._thread(
+                    self._target_state, tcpto, target, domain, port, settings, qmtp, penalty,
+                    int(self.clock.seconds()))
+            if down:
+                self.log.info("tcpto: skipping {address}", address=target.address)
+                continue
             tried.append(target.address)
             attempt.host = target.address
-            policy = None
-            if not qmtp:
-                policy = await self._thread(self.tls_policy, target, domain, port, settings)
             tls = bool(route and route.implicit_tls)
+            key = None
+            if self.cache is not None and not qmtp:
+                key = self._cache_key(target, port, settings, tls, policy)
+                result = await self._on_cached(key, target, sender, recipient, policy, message,
+                                               qqeh, settings, attempt)
+                if result is not None:
+                    if listed:
+                        await self._tcpto_mark(tcpto, target.address, False, tolerance)
+                    return result
             creator = None
             if tls and isinstance(policy, TLSPolicy):
                 creator = VerifyingCreator(policy, _partner(target))
@@ -425,13 +510,19 @@ class RemoteDelivery(DeliveryAgent):
             session.policy, session.creator = policy, creator
             session.partner = _partner(target)
             session.tcpto_note = f"tcpto interval {tolerance} " if tcpto is not None else ""
+            parked = False
             try:
                 if qmtp:
-                    return await self._qmtp(proto, session, mess, qqeh, t_remote)
+                    return await self._qmtp(proto, session, message, qqeh, t_remote)
                 if creator is not None:
                     await self._verify_implicit(proto, session, t_remote)
-                return await self._converse(proto, session, helo, mess, qqeh, size, t_remote,
-                                            settings)
+                opened = await self._open_session(proto, session, helo, t_remote, settings)
+                result = await self._transaction(proto, session, opened, message, qqeh,
+                                                 t_remote, settings)
+                parked = key is not None and self.cache.put(key, opened)
+                if not parked:
+                    proto.command("QUIT")
+                return result
             except _NextMX:
                 await self._tcpto_mark(tcpto, target.address, True, tolerance)
                 continue
@@ -442,7 +533,8 @@ class RemoteDelivery(DeliveryAgent):
                     continue
                 raise
             finally:
-                proto.close()
+                if not parked:
+                    proto.close()
         if last_drop is not None:
             raise last_drop
         if not tried:
@@ -460,6 +552,18 @@ class RemoteDelivery(DeliveryAgent):
                                int(self.clock.seconds()))
         except OSError as exc:
             self.log.warn("tcpto: {error}", error=str(exc))
+
+    def _target_state(self, tcpto, target, domain: str, port: int, settings: Settings,
+                      qmtp: bool, penalty: int, now: int):
+        """(down, listed, TLS policy) of one address, read in one trip:
+        the queue's ``lock/tcpto`` entry and, for SMTP, :meth:`tls_policy`.
+        Blocking."""
+        down = listed = False
+        if tcpto is not None:
+            down, listed = tcpto.check(target.address, penalty, now, self.rng)
+            if down:
+                return down, listed, None
+        return down, listed, (None if qmtp else self.tls_policy(target, domain, port, settings))
 
     def tls_policy(self, target, domain: str, port: int, settings: "Settings"):
         """TLSPolicy, False (no TLS) or None (opportunistic).  Reads files."""
@@ -540,9 +644,43 @@ class RemoteDelivery(DeliveryAgent):
             proto.abort()
             raise session.dropped() from None
 
-    async def _converse(self, proto, session: _Session, helo: str, mess, qqeh: str,
-                        size: int, timeout: int, settings: Settings | None = None
-                        ) -> DeliveryResult:
+    def _cache_key(self, target, port: int, settings: Settings, tls: bool, policy) -> Key:
+        route = settings.route
+        return Key(target.address, port, settings.bind_ip, settings.helo, tls, settings.starttls,
+                   policy, _partner(target), settings.auth,
+                   route.credentials if route is not None else None)
+
+    async def _on_cached(self, key: Key, target, sender: str, recipient: str, policy,
+                         message: _Message, qqeh: str, settings: Settings,
+                         attempt: _Attempt) -> DeliveryResult | None:
+        """The transaction on an idle connection to the same place, when the
+        cache has one; None when it has none or the one it had turned out
+        closed (the caller then connects afresh)."""
+        while True:
+            idle = self.cache.take(key)
+            if idle is None:
+                return None
+            session = _Session(target.address, sender, recipient, idle.tls, attempt)
+            session.protocol, session.policy = idle.protocol, policy
+            session.partner, session.reused = _partner(target), True
+            proto, parked = idle.proto, False
+            try:
+                result = await self._transaction(proto, session, idle, message, qqeh,
+                                                 settings.timeout_remote, settings)
+                parked = self.cache.put(key, idle)
+                if not parked:
+                    proto.command("QUIT")
+                return result
+            except _Stale:
+                continue
+            finally:
+                if not parked:
+                    proto.close()
+
+    async def _open_session(self, proto, session: _Session, helo: str, timeout: int,
+                            settings: Settings | None = None) -> Idle:
+        """Greeting, EHLO (or HELO) and STARTTLS: the connection ready for
+        a transaction, with what the peer offered."""
         ip = session.ip
         session.in_greeting = True
         reply = await self._reply(proto, session, timeout)
@@ -580,14 +718,26 @@ class RemoteDelivery(DeliveryAgent):
                 session.handshake = False
                 keywords = ehlo_keywords(reply) if esmtp else {}
             # a refused STARTTLS: go on in clear text, as qmail-remote does
-        use_size = "SIZE" in keywords
-        params = await self._mail_params(proto, session, mess, qqeh, keywords, esmtp)
+        return Idle(proto, keywords, esmtp, session.tls, session.protocol, None)
 
-        mail = f"MAIL FROM:<{quote2(session.sender)}>" + (f" SIZE={size}" if use_size else "")
-        if settings is not None and settings.auth is not None and esmtp:
-            user = await self._authenticate(proto, session, settings, keywords, timeout)
-            if user is not None:
-                mail += f" AUTH=<{xtext(user)}>"
+    async def _transaction(self, proto, session: _Session, opened: Idle, message: _Message,
+                           qqeh: str, timeout: int, settings: Settings | None = None
+                           ) -> DeliveryResult:
+        """MAIL, RCPT, DATA and the message on an opened connection (AUTH
+        first, the first time); the connection stays open."""
+        ip, keywords, esmtp = session.ip, opened.keywords, opened.esmtp
+        use_size = "SIZE" in keywords
+        params = self._mail_params(proto, session, message, keywords, esmtp)
+
+        mail = f"MAIL FROM:<{quote2(session.sender)}>" + (
+            f" SIZE={message.size}" if use_size else "")
+        if not opened.authed:
+            opened.authed = True
+            if settings is not None and settings.auth is not None and esmtp:
+                opened.auth_user = await self._authenticate(proto, session, settings,
+                                                            keywords, timeout)
+        if opened.auth_user is not None:
+            mail += f" AUTH=<{xtext(opened.auth_user)}>"
         mail += params
         rcpt = quote2(session.recipient)
         who = f"From: <{outsafe(quote2(session.sender))}> RCPT: <{outsafe(rcpt)}> "
@@ -599,7 +749,7 @@ class RemoteDelivery(DeliveryAgent):
                        .encode("utf-8", "surrogateescape"))
         else:
             proto.command(mail)
-        reply = await self._reply(proto, session, timeout)
+        reply = await self._first_reply(proto, session, timeout)
         if reply.code >= 400:
             if pipelining:
                 await self._drain_replies(proto, session, timeout, 2)
@@ -625,32 +775,40 @@ class RemoteDelivery(DeliveryAgent):
         if reply.code >= 400:
             status = FAILURE if reply.code >= 500 else DEFERRAL
             raise self._quit(proto, session, status, f"{ip} failed on DATA command", reply)
-        await self._blast(proto, session, mess, qqeh, timeout)
+        await self._blast(proto, session, message, qqeh, timeout)
         reply = await self._reply(proto, session, timeout)
         session.critical = False
         if reply.code >= 400:
             status = FAILURE if reply.code >= 500 else DEFERRAL
             raise self._quit(proto, session, status, f"{ip} failed after I sent the message",
                              reply)
-        proto.command("QUIT")
         return DeliveryResult(
             SUCCESS, f"{who}{ip} accepted message - Protocol {session.protocol}." + session.said(reply))
 
-    async def _mail_params(self, proto, session: _Session, mess, qqeh: str,
-                           keywords: dict[str, str], esmtp: bool) -> str:
+    async def _first_reply(self, proto, session: _Session, timeout: int) -> Reply:
+        """The reply to MAIL FROM.  On a cached connection, one the peer
+        closed meanwhile or answers 421 (its idle timeout) is stale: the
+        delivery takes a fresh connection instead."""
+        if not session.reused:
+            return await self._reply(proto, session, timeout)
+        try:
+            reply = await self._reply(proto, session, timeout)
+        except DeliveryError:
+            raise _Stale() from None
+        if reply.code == 421:
+            proto.abort()
+            raise _Stale()
+        return reply
+
+    def _mail_params(self, proto, session: _Session, message: _Message,
+                     keywords: dict[str, str], esmtp: bool) -> str:
         """``BODY=8BITMIME`` when the message has 8-bit bytes and the peer
         offers 8BITMIME (without it the bytes go as they are, as qmail-remote
         sends them); ``SMTPUTF8`` when the envelope or a ``Received: … with
         UTF8…`` line needs it, a permanent failure when the peer lacks it."""
         offered_8bit = esmtp and "8BITMIME" in keywords
-        try:
-            high, received = await self._thread(
-                msgscan.scan, mess, qqeh.encode("utf-8", "surrogateescape"), offered_8bit)
-        except OSError:
-            proto.abort()
-            raise temporary("Unable to read message. (#4.3.0)") from None
-        params = " BODY=8BITMIME" if high and offered_8bit else ""
-        if received or not (session.sender.isascii() and session.recipient.isascii()):
+        params = " BODY=8BITMIME" if message.high and offered_8bit else ""
+        if message.utf8 or not (session.sender.isascii() and session.recipient.isascii()):
             if not (esmtp and "SMTPUTF8" in keywords):
                 raise self._quit(proto, session, FAILURE, f"Connected to {session.ip} but "
                                  "server does not support unicode in email addresses", None)
@@ -774,13 +932,16 @@ class RemoteDelivery(DeliveryAgent):
         proto.command("QUIT")
         return session.quit(status, text, reply)
 
-    async def _blast(self, proto: SMTPClientProtocol, session: _Session, mess, qqeh: str,
-                     timeout: int) -> None:
+    async def _blast(self, proto: SMTPClientProtocol, session: _Session, message: _Message,
+                     qqeh: str, timeout: int) -> None:
         """The message: the queue extra headers, then the mess file, then ``.``."""
         if qqeh:
             proto.send(qqeh.encode("utf-8", "surrogateescape").replace(b"\n", b"\r\n"))
         encoder = DataEncoder()
-        await self._stream(proto, session, mess, timeout, encoder.feed)
+        if message.content is not None:
+            proto.send(encoder.feed(message.content))
+        else:
+            await self._stream(proto, session, message.path, timeout, encoder.feed)
         if not encoder.complete:
             proto.abort()  # never send the dot: the peer must drop it
             raise permanent("SMTP cannot transfer messages with partial final lines. (#5.6.2)")
@@ -810,15 +971,17 @@ class RemoteDelivery(DeliveryAgent):
         finally:
             source.close()
 
-    async def _qmtp(self, proto, session: _Session, mess, qqeh: str,
+    async def _qmtp(self, proto, session: _Session, message: _Message, qqeh: str,
                     timeout: int) -> DeliveryResult:
         """One QMTP transaction (qmail-remote's ``qmtp()``): the message
         netstring (queue extra headers first), sender, recipient; then the
         recipient's K/Z/D answer."""
         extra = qqeh.encode("utf-8", "surrogateescape")
-        size = await self._thread(lambda: os.stat(mess).st_size)
-        proto.send(message_header(len(extra) + size) + extra)
-        await self._stream(proto, session, mess, timeout, lambda chunk: chunk)
+        proto.send(message_header(len(extra) + message.size) + extra)
+        if message.content is not None:
+            proto.send(message.content)
+        else:
+            await self._stream(proto, session, message.path, timeout, lambda chunk: chunk)
         proto.send(envelope(session.sender, [session.recipient]))
         session.critical = True
         reply = await self._reply(proto, session, timeout)

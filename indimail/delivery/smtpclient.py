@@ -222,6 +222,12 @@ class SMTPClientProtocol(protocol.Protocol):
     def _cancel_wait(self):
         self._waiter = None
 
+    def between_replies(self) -> bool:
+        """Whether the connection is open with no reply pending or half
+        read: a transaction can start on it."""
+        return (self._lost is None and self._waiter is None and not self._buffer
+                and not self._lines and not self._replies)
+
     def send(self, data: bytes) -> None:
         if self._lost is None:
             self.transport.write(data)

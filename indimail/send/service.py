@@ -173,9 +173,13 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
         from indimail.delivery.local import LocalDelivery
         local = LocalDelivery(home, control, enqueuer, reactor=reactor, env=senv,
                               threadpool=pool)
+    cache = None
     if remote is None:
+        from indimail.delivery.conncache import ConnectionCache
         from indimail.delivery.remote import RemoteDelivery
-        remote = RemoteDelivery(home, control, reactor=reactor, env=senv, threadpool=pool)
+        cache = ConnectionCache.from_env(senv, reactor)
+        remote = RemoteDelivery(home, control, reactor=reactor, env=senv, threadpool=pool,
+                                connection_cache=cache)
     def make_engine(queue: QueueDir, label: str | None) -> QueueEngine:
         def config(queue_name=queue.name):
             return SendConfig.load(control, service_environment(home, "send", base=env),
@@ -187,6 +191,9 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
 
     top = SendService(reactor, install_signals=install_signals, enqueuer=own_enqueuer,
                       engine_factory=make_engine, threadpool=pool)
+    if cache is not None:   # says QUIT on the idle connections at stop
+        cache.setName("remote-connections")
+        cache.setServiceParent(top)
     if dynamic is None:
         from indimail.send.dynamic import dynamic_enabled
         dynamic = dynamic_enabled(senv) and not senv.get("QUEUEDIR")

@@ -201,3 +201,18 @@ class ScanTests(SynchronousTestCase):
         body_only = self.write(b"Received: from a by b with ESMTP; date\nX-Note: with UTF8ESMTP"
                                b"\n\nReceived: by x with UTF8SMTP\n")
         self.assertEqual(msgscan.scan(body_only), (False, False))
+
+    def test_bytes_in_memory_scan_like_the_file(self):
+        """A small message read once is judged as its file would be."""
+        cases = [
+            (b"Received: from a\n  by b with UTF8ESMTP; d\nSubject: x\n\nbody\n", b""),
+            (b"Subject: x\n\nbody \xc3\xa9\n", b""),
+            (b"Subject: x\n\nplain\n", "X-Q: ü\n".encode()),
+            (b"\nReceived: by x with UTF8SMTP\n", b""),
+            (b"Subject: no body", b"Received: by q with UTF8SMTP\n"),
+        ]
+        for data, qqeh in cases:
+            self.assertEqual(msgscan.scan_bytes(data, qqeh),
+                             msgscan.scan(self.write(data), qqeh), data)
+        self.assertEqual(msgscan.scan_bytes(cases[0][0]), (False, True))
+        self.assertEqual(msgscan.scan_bytes(cases[1][0]), (True, False))

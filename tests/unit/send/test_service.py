@@ -61,6 +61,23 @@ class ServiceTests(unittest.SynchronousTestCase):
         self.successResultOf(ready)
         svc.stopService()
 
+    def test_remote_connection_cache(self):
+        """The real remote agent shares a connection cache, a child service
+        (so stopping says QUIT on idle connections) with the variables'
+        times; REMOTE_CACHE_TIME=0 means one connection per message."""
+        def built(home):
+            return make_send_service(home, reactor=task.Clock(), env={}, local=FakeAgent(),
+                                     enqueuer=FakeEnqueuer(), blocking=run_sync)
+        svc = built(self.home(REMOTE_REUSE_TIME="30"))
+        cache = svc.getServiceNamed("remote-connections")
+        [engine] = svc.engines
+        self.assertIs(engine.agents["remote"].cache, cache)
+        self.assertEqual((cache.idle_time, cache.reuse_time), (2.0, 30.0))
+        svc = built(self.home(REMOTE_CACHE_TIME="0"))
+        self.assertNotIn("remote-connections", [s.name for s in svc])
+        [engine] = svc.engines
+        self.assertIsNone(engine.agents["remote"].cache)
+
     def test_tap_options(self):
         """``--home`` is the only option."""
         options = tap.Options()
