@@ -8,7 +8,8 @@ load that costs more than the deliveries themselves.  :class:`LogBuffering`
 puts the log file of twistd's observer behind :class:`TurnBufferedFile`,
 which gathers the lines of one reactor turn and writes them with one call.
 Lines are never reordered; they are at most one reactor turn late, and
-everything is written when the service stops.
+everything is written when the service stops.  The lines themselves are
+made by :mod:`indimail.logformat`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 
 from twisted.application import service
 from twisted.logger import FileLogObserver, globalLogPublisher
+
+from indimail import logformat
 
 
 class TurnBufferedFile:
@@ -83,6 +86,7 @@ class LogBuffering(service.Service):
     def startService(self) -> None:
         super().startService()
         for observer in _file_observers():
+            logformat.install(observer)   # same lines, made more cheaply
             if not isinstance(observer._outFile, TurnBufferedFile):
                 buffered = TurnBufferedFile(observer._outFile, self.reactor)
                 observer._outFile = buffered

@@ -50,6 +50,7 @@ from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
 from indimail.delivery import msgscan, saslclient
 from indimail.delivery.conncache import ConnectionCache, Idle, Key
+from indimail.send.batch import BatchRunner
 from indimail.delivery.smtpclient import (
     DataEncoder, Reply, SMTPClientProtocol, b64, ehlo_keywords, xtext)
 from indimail.delivery.qmtpclient import (
@@ -61,6 +62,7 @@ from indimail.delivery.tlsdestinations import TLSPolicy, VerifyingCreator, tls_p
 
 CHUNK = 65536
 INLINE_MAX = 65536   # a message this small is read once, before connecting, and sent from memory
+READ_TRIPS, READ_BATCH = 2, 16   # deliveries' disk reads: trips at once, reads per trip
 MAX_AUTH_STEPS = 8   # no mechanism here needs more 334 rounds; stops a looping server
 BIND_IP = "0.0.0.0"
 
@@ -231,6 +233,11 @@ class _QueueBound(DeliveryAgent):
         return await self.owner._run(mess, sender, recipient, qqeh, self.tcpto)
 
 
+def _call(f, *args):
+    """A :class:`BatchRunner` job that is any blocking call."""
+    return f(*args)
+
+
 def _partner(target) -> str:
     """The name a verified certificate must carry: the MX or relay name,
     or the address for a literal."""
@@ -259,6 +266,8 @@ class RemoteDelivery(DeliveryAgent):
         self.rng = rng or random.Random()
         self.clock = clock or reactor  # times out replies (timeoutremote)
         self.cache = connection_cache  # idle SMTP connections for the next delivery
+        # the reads of concurrent deliveries share trips to a thread
+        self._reads = BatchRunner(self._thread, _call, parallel=READ_TRIPS, limit=READ_BATCH)
 
     @property
     def resolver(self):
@@ -394,7 +403,8 @@ class RemoteDelivery(DeliveryAgent):
                    tcpto: TcpTimeouts | None = None, filtered: bool = False) -> DeliveryResult:
         """One delivery: :meth:`prepare`, then the filter (whose output is
         delivered in its place) or the SMTP/QMTP conversation."""
-        prepared = await self._thread(self.prepare, mess, sender, recipient, qqeh, filtered)
+        prepared = await self._reads.submit(self.prepare, mess, sender, recipient, qqeh,
+                                            filtered)
         if prepared.filter is not None:
             return await self._through_filter(
                 prepared.filter, mess,
@@ -477,7 +487,7 @@ class RemoteDelivery(DeliveryAgent):
             down = listed = False
             policy = None
             if tcpto is not None or not qmtp:
-                down, listed, policy = await self._thread(
+                down, listed, policy = await self._reads.submit(
                     self._target_state, tcpto, target, domain, port, settings, qmtp, penalty,
                     int(self.clock.seconds()))
             if down:

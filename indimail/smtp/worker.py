@@ -21,9 +21,10 @@ import signal
 import sys
 
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
-                            formatEvent, globalLogBeginner)
+                            globalLogBeginner)
 
 from indimail.logbuffer import TurnBufferedFile
+from indimail.logformat import EventText
 
 PR_SET_PDEATHSIG = 1
 
@@ -42,9 +43,12 @@ def parse_listen(value: str) -> tuple[int, str, bool, str]:
     return int(fd), flavour, tls == "1", description
 
 
+_event_text = EventText()
+
+
 def _line(event) -> str:
     """An event as the line the main process relays into its log."""
-    text = formatEvent(event)
+    text = _event_text(event)
     failure = event.get("log_failure")
     if failure is not None:
         text += "\n" + failure.getTraceback()
