@@ -179,7 +179,7 @@ class QueueWriter:
             os.close(fd)
             self._unlink(pidfn)
             raise QueueError(errors.PID_FILE) from None
-        messfn = self.queue.mess(self.msgid)
+        messfn = self.queue.file("mess", self.msgid)
         try:
             os.link(pidfn, messfn)
         except OSError:
@@ -261,7 +261,7 @@ class QueueWriter:
         return self.msgid
 
     def _write_intd(self, data: bytes) -> None:
-        intdfn = self.queue.intd(self.msgid)
+        intdfn = self.queue.file("intd", self.msgid)
         try:
             self._intdfd = os.open(intdfn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except OSError:
@@ -276,14 +276,14 @@ class QueueWriter:
             self._fsync(self._intdfd)
 
     def _link_todo(self) -> None:
-        todofn = self.queue.todo(self.msgid)
+        todofn = self.queue.file("todo", self.msgid)
         try:
-            os.link(self.queue.intd(self.msgid), todofn)
+            os.link(self.queue.file("intd", self.msgid), todofn)
         except OSError:
             raise QueueError(errors.LINK_TODO) from None
         if self.syncdir:
             try:
-                fd = os.open(todofn.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                fd = os.open(os.path.dirname(todofn), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
                 try:
                     self._fsync(fd)
                 finally:

@@ -154,17 +154,18 @@ def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
     local and remote, then unlink ``intd`` and ``todo`` (qmail-clean's order).
     """
     try:
-        data = queue.todo(msgid).read_bytes()
+        with open(queue.file("todo", msgid), "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         return None
     try:
         envelope = Envelope.from_todo(data)
     except EnvelopeError as exc:
-        raise TodoError(f"unknown record type in {queue.todo(msgid)}: {exc}") from exc
+        raise TodoError(f"unknown record type in {queue.file('todo', msgid)}: {exc}") from exc
     try:
-        size = queue.mess(msgid).stat().st_size
+        size = os.stat(queue.file("mess", msgid)).st_size
     except OSError as exc:
-        raise TodoError(f"unable to stat {queue.mess(msgid)}") from exc
+        raise TodoError(f"unable to stat {queue.file('mess', msgid)}") from exc
     recipients = []
     per_channel: dict[str, list[str]] = {c: [] for c in CHANNELS}
     for original in envelope.recipients:
@@ -172,13 +173,13 @@ def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
         recipients.append((channel, original, address))
         per_channel[channel].append(address)
     for channel in CHANNELS:
-        _unlink(queue.sub(channel, msgid))
-    _unlink(queue.info(msgid))
-    birth = write_new(queue.info(msgid), envelope.info_bytes(), fsync=fsync)
+        _unlink(queue.file(channel, msgid))
+    _unlink(queue.file("info", msgid))
+    birth = write_new(queue.file("info", msgid), envelope.info_bytes(), fsync=fsync)
     for channel in CHANNELS:
         if per_channel[channel]:
-            write_new(queue.sub(channel, msgid), recipient_bytes(per_channel[channel]),
+            write_new(queue.file(channel, msgid), recipient_bytes(per_channel[channel]),
                       fsync=fsync)
-    _unlink(queue.intd(msgid))
-    _unlink(queue.todo(msgid))
+    _unlink(queue.file("intd", msgid))
+    _unlink(queue.file("todo", msgid))
     return TodoResult(msgid, envelope, size, recipients, birth)

@@ -28,11 +28,12 @@ class PassWork:
 def read_pass(queue: QueueDir, msgid: int, channel: str) -> PassWork | None:
     """Blocking: the info file (sender, birth) and the channel's records."""
     try:
-        data = queue.sub(channel, msgid).read_bytes()
+        with open(queue.file(channel, msgid), "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         return None
     try:
-        with open(queue.info(msgid), "rb") as handle:
+        with open(queue.file("info", msgid), "rb") as handle:
             birth = os.fstat(handle.fileno()).st_mtime
             info = Info.parse(handle.read())
     except FileNotFoundError:
@@ -74,19 +75,20 @@ def remove_message(queue: QueueDir, msgid: int) -> None:
     record of the message: after a crash anywhere in here, the start-up scan
     finds the info file and finishes the job; removing it first would leave
     a mess file nothing knows about."""
-    unlink(queue.intd(msgid))
-    unlink(queue.mess(msgid))
-    unlink(queue.info(msgid))
+    unlink(queue.file("intd", msgid))
+    unlink(queue.file("mess", msgid))
+    unlink(queue.file("info", msgid))
 
 
 def done_state(queue: QueueDir, msgid: int) -> tuple[Info, float] | None:
     """Blocking: (info, birth) when the message has no todo/local/remote
     left but still an info file — i.e. it is ready to be finished."""
-    for path in (queue.local(msgid), queue.remote(msgid), queue.todo(msgid)):
+    for path in (queue.file("local", msgid), queue.file("remote", msgid),
+                 queue.file("todo", msgid)):
         if os.path.lexists(path):
             return None
     try:
-        with open(queue.info(msgid), "rb") as handle:
+        with open(queue.file("info", msgid), "rb") as handle:
             birth = os.fstat(handle.fileno()).st_mtime
             return Info.parse(handle.read()), birth
     except FileNotFoundError:
@@ -96,12 +98,12 @@ def done_state(queue: QueueDir, msgid: int) -> tuple[Info, float] | None:
 def startup_state(queue: QueueDir, msgid: int) -> dict | None:
     """Blocking (pqadd): per channel the due time (file mtime), or None when
     the message still has a todo file (todo processing redoes it)."""
-    if os.path.lexists(queue.todo(msgid)):
+    if os.path.lexists(queue.file("todo", msgid)):
         return None
     due = {}
     for channel in CHANNELS:
         try:
-            due[channel] = queue.sub(channel, msgid).stat().st_mtime
+            due[channel] = os.stat(queue.file(channel, msgid)).st_mtime
         except FileNotFoundError:
             pass
     return due
@@ -123,7 +125,7 @@ def finish_state(queue: QueueDir, msgid: int) -> FinishState | None:
     state = done_state(queue, msgid)
     if state is None:
         return None
-    return FinishState(state[0], state[1], os.path.lexists(queue.bounce(msgid)))
+    return FinishState(state[0], state[1], os.path.lexists(queue.file("bounce", msgid)))
 
 
 def close_channel(queue: QueueDir, msgid: int, channel: str, marks=(),
@@ -135,11 +137,11 @@ def close_channel(queue: QueueDir, msgid: int, channel: str, marks=(),
     happens; *mark* (default :func:`mark_done`) writes one ``D``.  With
     *remove*, a message that is done and has no bounce to send is removed
     too (:func:`remove_message`; ``removed`` set in the state)."""
-    path = queue.sub(channel, msgid)
+    path = queue.file(channel, msgid)
     for offset in marks:
         (mark or mark_done)(path, offset)
     unlink(path)
-    if any(os.path.lexists(queue.sub(c, msgid)) for c in CHANNELS):
+    if any(os.path.lexists(queue.file(c, msgid)) for c in CHANNELS):
         return False, None
     state = finish_state(queue, msgid)
     if remove and state is not None and not state.bounce:

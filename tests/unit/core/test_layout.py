@@ -22,6 +22,18 @@ class LayoutTests(SynchronousTestCase):
         self.assertEqual(q.bounce(3016451), Path("/q/queue1/bounce/3016451"))
         self.assertEqual(q.trigger, Path("/q/queue1/lock/trigger"))
 
+    def test_file_is_the_path_as_text(self):
+        """The string form the blocking file work uses names the same file
+        as the Path, split directories and flat ones, and survives pickling
+        (the queue is handed to threads and helpers)."""
+        import pickle
+        q = QueueDir(Path("/var/indimail/queue/queue1"), 23)
+        for kind in ("mess", "intd", "todo", "info", "local", "remote", "bounce", "trash"):
+            self.assertEqual(q.file(kind, 4711), str(q.sub(kind, 4711)))
+        self.assertEqual(q.file("info", 4711), "/var/indimail/queue/queue1/info/19/4711")
+        again = pickle.loads(pickle.dumps(q))
+        self.assertEqual((again, again.file("mess", 5)), (q, q.file("mess", 5)))
+
     def test_confsplit_may_only_lower(self):
         """CONFSPLIT lowers the split; larger or bad values keep 151."""
         self.assertEqual(split_from_env({"CONFSPLIT": "23"}), 23)

@@ -29,14 +29,13 @@ class FinishCrashTests(EngineTestCase):
         from indimail.send import disk
         removed = []
         original = disk.unlink
-        self.patch(disk, "unlink", lambda path: removed.append(path) or original(path))
+        self.patch(disk, "unlink", lambda path: removed.append(str(path)) or original(path))
         msgid = inject(self.queue, "s@far.test", ["a@example.net"])
         self.start(self.engine())
         self.assertGone(msgid)
-        tail = [p for p in removed if p in (self.queue.intd(msgid), self.queue.mess(msgid),
-                                            self.queue.info(msgid))]
-        self.assertEqual(tail[-3:], [self.queue.intd(msgid), self.queue.mess(msgid),
-                                     self.queue.info(msgid)])
+        order = [str(self.queue.intd(msgid)), str(self.queue.mess(msgid)),
+                 str(self.queue.info(msgid))]
+        self.assertEqual([p for p in removed if p in order][-3:], order)
 
 
 class ReusedIdTests(EngineTestCase):
