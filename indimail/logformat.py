@@ -23,6 +23,7 @@ from twisted.logger import (
     timeFormatRFC3339)
 
 _PARSER = string.Formatter()
+ROUNDS_UP = 0.9999995   # datetime.fromtimestamp rounds to the microsecond
 
 
 def _template(fmt: str) -> tuple[tuple[str, str | None], ...] | None:
@@ -73,8 +74,7 @@ class ClassicFormat:
     def __init__(self, time_format: str | None = timeFormatRFC3339):
         self.time_format = time_format
         self.text = EventText()
-        self._second: int | None = None
-        self._stamp = ""
+        self._stamp: tuple[int, str] | None = None   # (second, its text): one object, for threads
         self._systems: dict[tuple[str, object], str] = {}
 
     def __call__(self, event) -> str | None:
@@ -102,10 +102,12 @@ class ClassicFormat:
         if when is None:
             return "-"
         second = int(when // 1)
-        if second != self._second:
-            self._stamp = formatTime(second, self.time_format)
-            self._second = second
-        return self._stamp
+        if when - second >= ROUNDS_UP:   # datetime rounds it to the next second
+            return formatTime(when, self.time_format)
+        stamp = self._stamp
+        if stamp is None or stamp[0] != second:
+            stamp = self._stamp = (second, formatTime(second, self.time_format))
+        return stamp[1]
 
     def _twisted(self, event) -> str | None:
         return formatEventAsClassicLogText(

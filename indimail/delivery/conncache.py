@@ -38,6 +38,8 @@ class Key:
     partner: str            # the name a verified certificate must carry
     auth: str | None        # AUTH_SMTP
     credentials: tuple[str, str] | None = field(repr=False)
+    auth_disabled: frozenset = frozenset()   # DISABLE_AUTH_* mechanisms
+    secure_auth: bool = False                # SECURE_AUTH
 
 
 @dataclass
@@ -82,15 +84,18 @@ class ConnectionCache(service.Service):
         return cls(clock, idle, _seconds(env, "REMOTE_REUSE_TIME", REUSE_TIME))
 
     def take(self, key: Key) -> Idle | None:
-        """The most recently parked live connection for *key*, out of the cache."""
+        """The most recently parked connection for *key* that is still open
+        and silent, out of the cache.  One the peer wrote to while it was
+        idle would answer the next command with that text: it is closed."""
         parked = self._idle.get(key)
         while parked:
             idle = parked.pop()
             self._cancel(idle)
             if not parked:
                 del self._idle[key]
-            if getattr(idle.proto, "_lost", None) is None:
+            if idle.proto.between_replies():
                 return idle
+            idle.proto.abort()
         return None
 
     def put(self, key: Key, idle: Idle) -> bool:

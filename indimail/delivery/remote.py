@@ -112,14 +112,15 @@ class _Message:
     path: object
     size: int | None               # None: the file could not be read
     content: bytes | None = None   # the whole message when it is small
-    high: bool = False             # 8-bit bytes (queue extra headers included)
+    high: bool | None = False      # 8-bit bytes (queue extra headers included); None: not read yet
     utf8: bool = False             # a Received field says "with UTF8..."
 
 
 def read_message(mess, qqeh: str) -> _Message:
     """The message's size and what MAIL FROM must declare for it
-    (:mod:`.msgscan`), and its bytes when they fit :data:`INLINE_MAX`.
-    Blocking."""
+    (:mod:`.msgscan`), and its bytes when they fit :data:`INLINE_MAX`; a
+    larger message's body is scanned for 8-bit bytes only when a peer
+    offers 8BITMIME (:meth:`RemoteDelivery._eight_bit`).  Blocking."""
     extra = qqeh.encode("utf-8", "surrogateescape")
     try:
         with open(mess, "rb") as source:
@@ -128,7 +129,8 @@ def read_message(mess, qqeh: str) -> _Message:
                 content = source.read()
                 return _Message(mess, len(content), content, *msgscan.scan_bytes(content, extra))
             chunks = iter(lambda: source.read(CHUNK), b"")
-            return _Message(mess, size, None, *msgscan.scan_chunks(chunks, extra))
+            _high, utf8 = msgscan.scan_chunks(chunks, extra, eight_bit=False)
+            return _Message(mess, size, None, None, utf8)
     except OSError:
         return _Message(mess, None)
 
@@ -499,11 +501,12 @@ class RemoteDelivery(DeliveryAgent):
             key = None
             if self.cache is not None and not qmtp:
                 key = self._cache_key(target, port, settings, tls, policy)
-                result = await self._on_cached(key, target, sender, recipient, policy, message,
-                                               qqeh, settings, attempt)
-                if result is not None:
+                async def clear_tcpto(address=target.address):
                     if listed:
-                        await self._tcpto_mark(tcpto, target.address, False, tolerance)
+                        await self._tcpto_mark(tcpto, address, False, tolerance)
+                result = await self._on_cached(key, target, sender, recipient, policy, message,
+                                               qqeh, settings, attempt, clear_tcpto)
+                if result is not None:
                     return result
             creator = None
             if tls and isinstance(policy, TLSPolicy):
@@ -658,14 +661,18 @@ class RemoteDelivery(DeliveryAgent):
         route = settings.route
         return Key(target.address, port, settings.bind_ip, settings.helo, tls, settings.starttls,
                    policy, _partner(target), settings.auth,
-                   route.credentials if route is not None else None)
+                   route.credentials if route is not None else None,
+                   frozenset(m for m, var in saslclient.DISABLE.items() if var in self.env),
+                   "SECURE_AUTH" in self.env)
 
     async def _on_cached(self, key: Key, target, sender: str, recipient: str, policy,
                          message: _Message, qqeh: str, settings: Settings,
-                         attempt: _Attempt) -> DeliveryResult | None:
+                         attempt: _Attempt, clear_tcpto) -> DeliveryResult | None:
         """The transaction on an idle connection to the same place, when the
         cache has one; None when it has none or the one it had turned out
-        closed (the caller then connects afresh)."""
+        stale (the caller then connects afresh, and what the stale one said
+        is forgotten).  Once the peer answered MAIL, ``clear_tcpto()`` runs
+        as it does for a new connection that was accepted."""
         while True:
             idle = self.cache.take(key)
             if idle is None:
@@ -674,6 +681,7 @@ class RemoteDelivery(DeliveryAgent):
             session.protocol, session.policy = idle.protocol, policy
             session.partner, session.reused = _partner(target), True
             proto, parked = idle.proto, False
+            kept = attempt.code, attempt.text
             try:
                 result = await self._transaction(proto, session, idle, message, qqeh,
                                                  settings.timeout_remote, settings)
@@ -682,10 +690,13 @@ class RemoteDelivery(DeliveryAgent):
                     proto.command("QUIT")
                 return result
             except _Stale:
+                attempt.code, attempt.text = kept
                 continue
             finally:
                 if not parked:
                     proto.close()
+                if not session.reused:   # it got past MAIL: the host is up
+                    await clear_tcpto()
 
     async def _open_session(self, proto, session: _Session, helo: str, timeout: int,
                             settings: Settings | None = None) -> Idle:
@@ -736,6 +747,8 @@ class RemoteDelivery(DeliveryAgent):
         """MAIL, RCPT, DATA and the message on an opened connection (AUTH
         first, the first time); the connection stays open."""
         ip, keywords, esmtp = session.ip, opened.keywords, opened.esmtp
+        if message.high is None and esmtp and "8BITMIME" in keywords:
+            await self._eight_bit(proto, message, qqeh)
         use_size = "SIZE" in keywords
         params = self._mail_params(proto, session, message, keywords, esmtp)
 
@@ -808,7 +821,18 @@ class RemoteDelivery(DeliveryAgent):
         if reply.code == 421:
             proto.abort()
             raise _Stale()
+        session.reused = False   # answered: from here on errors are the delivery's
         return reply
+
+    async def _eight_bit(self, proto, message: _Message, qqeh: str) -> None:
+        """Whether a large message has 8-bit bytes, read once a peer offers
+        8BITMIME (and remembered for the next address)."""
+        try:
+            message.high, _utf8 = await self._thread(
+                msgscan.scan, message.path, qqeh.encode("utf-8", "surrogateescape"))
+        except OSError:
+            proto.abort()
+            raise temporary("Unable to read message. (#4.3.0)") from None
 
     def _mail_params(self, proto, session: _Session, message: _Message,
                      keywords: dict[str, str], esmtp: bool) -> str:

@@ -44,6 +44,18 @@ class RefusesSecondMail(ScriptedSMTP):
         super().lineReceived(line)
 
 
+class StrayReplyWhileIdle(ScriptedSMTP):
+    """Writes an unasked-for reply after its first message, keeps the
+    connection open, and refuses the next message at the dot."""
+
+    def _reply(self, stage):
+        super()._reply(stage)
+        if stage == "dot" and not getattr(self.factory, "strayed", False):
+            self.factory.strayed = True   # later, once the client parked the connection
+            reactor.callLater(0.02, self.transport.write, b"250 stray\r\n")
+            self.factory.replies["dot"] = "554 refused"
+
+
 class ConnectionCacheTests(ScriptedServerCase):
     factory_class = ScriptedFactory
 
@@ -154,6 +166,22 @@ class ConnectionCacheTests(ScriptedServerCase):
         self.assertEqual(server.connections, 2)
         self.assertEqual(len(server.messages), 2)
 
+    async def test_connection_written_to_while_idle_is_not_reused(self):
+        """A peer that wrote while the connection was idle would answer the
+        next MAIL with that text and every later command out of step (a
+        refused message read as accepted): the cache drops it and the
+        delivery connects afresh, where the refusal is seen."""
+        server, port = self.serve()
+        server.protocol = StrayReplyWhileIdle
+        agent = self.agent(port, self.cache())
+        [first] = await self.deliver_n(agent, 1)
+        self.assertEqual(first.status, "success")
+        await task.deferLater(reactor, 0.1, lambda: None)   # the stray reply arrives
+        [second] = await self.deliver_n(agent, 1)
+        self.assertEqual(second.status, "failure", second.report)
+        self.assertIn("554 refused", second.report)
+        self.assertEqual(server.connections, 2)
+
     async def test_rejection_ends_the_connection(self):
         """A refused recipient on a cached connection is reported as
         usual; that connection gets QUIT and is not kept."""
@@ -202,6 +230,10 @@ class KeyTests(ScriptedServerCase):
             "relay.example", user="u", password="q"), "auth": ""})
         self.assertNotEqual(agent._cache_key(target, 25, routed, False, None),
                             agent._cache_key(target, 25, other, False, None))
+        for env in ({"SECURE_AUTH": ""}, {"DISABLE_AUTH_LOGIN": ""}):
+            restricted = RemoteDelivery(self.home, control(self.home), reactor=reactor, env=env)
+            self.assertNotEqual(key, restricted._cache_key(target, 25, settings, False, None),
+                                env)
         renamed = settings.__class__(**{**settings.__dict__, "helo": "other.example"})
         self.assertNotEqual(key, agent._cache_key(target, 25, renamed, False, None))
         self.assertNotEqual(key, agent._cache_key(target, 587, settings, False, None))

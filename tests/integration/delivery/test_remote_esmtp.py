@@ -142,6 +142,24 @@ class EightBitTests(Base):
         [mail] = [c for c in server.commands if c.startswith("MAIL")]
         self.assertNotIn("BODY=", mail)
 
+    async def test_large_message_8bit_found_past_memory_limit(self):
+        """A message larger than what is kept in memory is streamed from its
+        file; an 8-bit byte near its end still declares BODY=8BITMIME, and a
+        7-bit one of the same size declares nothing."""
+        server, port = self.serve(ehlo="250-test\r\n250-SIZE 10000000\r\n250 8BITMIME")
+        filler = b"x" * 99 + b"\n"
+        body = b"Subject: big\n\n" + filler * 2000 + "naïve\n".encode()
+        result = await self.deliver(port, body)
+        self.assertEqual(result.status, "success", result.report)
+        [mail] = [c for c in server.commands if c.startswith("MAIL")]
+        self.assertTrue(mail.endswith(" BODY=8BITMIME"), mail)
+        self.assertEqual(server.messages, [body.replace(b"\n", b"\r\n")])
+        server.commands.clear()
+        result = await self.deliver(port, b"Subject: big\n\n" + filler * 2000)
+        self.assertEqual(result.status, "success", result.report)
+        [mail] = [c for c in server.commands if c.startswith("MAIL")]
+        self.assertNotIn("BODY=", mail)
+
     async def test_no_8bitmime_sent_as_is(self):
         """Without 8BITMIME offered the 8-bit message goes as it is, with no
         BODY parameter (what qmail-remote does)."""

@@ -74,7 +74,8 @@ class ClassicFormatTests(SynchronousTestCase):
     def test_timestamp_follows_the_second(self):
         """The stamp made once per second changes with the second."""
         fast = logformat.ClassicFormat()
-        for when in (1000.1, 1000.9, 1001.0, 1000.5, 59.999, 60.0):
+        for when in (1000.1, 1000.9, 1001.0, 1000.5, 59.999, 60.0, 1_700_000_000.9999997,
+                     1_700_000_000.9999994, 1_700_000_001.0000002):
             event = {"log_format": "x", "log_time": when}
             self.assertEqual(fast(event), twisted_line(event))
 
