@@ -27,7 +27,7 @@ from load import SMTP_SOURCE, Load, RoundResult, run_round  # noqa: E402
 from postfix_peer import PostfixError, PostfixPeer, preflight  # noqa: E402
 from ready import free_port  # noqa: E402
 from sink import SinkPeer  # noqa: E402
-from report import render_rounds, render_table, summarise, to_json  # noqa: E402
+from report import render_latency, render_rounds, render_table, summarise, to_json  # noqa: E402
 
 SYSTEMS = ("indimail", "postfix")
 
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"sessions, medians of {args.rounds} round(s)"
                   + (", relayed to smtp-sink" if args.relay else ""))
         print(render_table(ours, theirs, header))
+        print(render_latency(ours, theirs, load.sessions))
     return 0 if all(r.error is None for r in results) else 1
 
 

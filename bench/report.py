@@ -59,6 +59,22 @@ def render_rounds(results: Iterable[RoundResult]) -> str:
     return "\n".join(lines)
 
 
+def per_session_ms(summary: Summary, sessions: int) -> float | None:
+    """Mean milliseconds one session spends on one message (connect to the
+    250 after the dot, QUIT): sessions / inject rate.  With one session this
+    is the 1-session latency per message."""
+    if not summary.inject_median:
+        return None
+    return 1000.0 * sessions / summary.inject_median
+
+
+def render_latency(ours: Summary, theirs: Summary, sessions: int) -> str:
+    """The per-session time per message of both systems and their ratio."""
+    a, b = per_session_ms(ours, sessions), per_session_ms(theirs, sessions)
+    return (f"time per message in one of {sessions} session(s): {ours.system} {_fmt(a, '.2f')} ms,"
+            f" {theirs.system} {_fmt(b, '.2f')} ms, ratio {_fmt(ratio(a, b), '.2f')}")
+
+
 def render_table(ours: Summary, theirs: Summary, header: str = "") -> str:
     """The median table plus the indimail/postfix ratios."""
     rows = [("system", "inject msg/s", "end-to-end msg/s", "rounds ok")]
@@ -90,5 +106,7 @@ def to_json(ours: Summary, theirs: Summary, results: Iterable[RoundResult],
                    for s in (ours, theirs)},
         "ratio": {"inject": ratio(ours.inject_median, theirs.inject_median),
                   "e2e": ratio(ours.e2e_median, theirs.e2e_median)},
+        "ms_per_message_per_session": {
+            s.system: per_session_ms(s, params.get("sessions", 1)) for s in (ours, theirs)},
         "rounds": [r.as_dict() for r in results],
     }, indent=2)

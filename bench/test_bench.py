@@ -20,7 +20,8 @@ from indimail_peer import RELAY_RECIPIENT, IndimailPeer, fsync_variables  # noqa
 from latency import percentile  # noqa: E402
 from load import Load, RoundResult, check_sample, parse_counter, run_round  # noqa: E402
 from postfix_peer import PostfixLayout, render_main_cf, render_master_cf  # noqa: E402
-from report import ratio, render_table, summarise, to_json  # noqa: E402
+from report import (per_session_ms, ratio, render_latency, render_table,  # noqa: E402
+                    summarise, to_json)
 from smtp_resources import Figures, parse_status, process_group, render, verdicts  # noqa: E402
 
 
@@ -228,6 +229,21 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("0.500", table)
         self.assertIn("0.250", table)
         self.assertIn('"e2e": 0.25', to_json(ours, theirs, results, {}))
+
+    def test_time_per_message_per_session(self):
+        """sessions / inject rate, in ms: with one session the 1-session
+        latency per message; n/a when a system has no inject figure."""
+        results = [_result("indimail", 1, 2.0, 4.0), _result("postfix", 1, 1.0, 1.0)]
+        ours, theirs = summarise("indimail", results), summarise("postfix", results)
+        a, b = per_session_ms(ours, 1), per_session_ms(theirs, 1)
+        self.assertAlmostEqual(a / b, theirs.inject_median / ours.inject_median)
+        self.assertAlmostEqual(per_session_ms(ours, 20), 20 * a)
+        line = render_latency(ours, theirs, 1)
+        self.assertIn(f"indimail {a:.2f} ms", line)
+        self.assertIn(f"ratio {a / b:.2f}", line)
+        empty = summarise("indimail", [])
+        self.assertIsNone(per_session_ms(empty, 1))
+        self.assertIn("indimail n/a ms", render_latency(empty, theirs, 1))
 
 
 class ResourcesTests(SynchronousTestCase):
