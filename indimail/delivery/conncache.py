@@ -6,9 +6,10 @@ message on both sides.  Like Postfix's connection cache, the send service
 keeps a connection whose transaction succeeded idle for a few seconds
 (``REMOTE_CACHE_TIME``, default 2, ``0`` turns caching off), and the next
 delivery with the same :class:`Key` sends its ``MAIL FROM`` on it.  A
-connection is not reused once it is ``REMOTE_REUSE_TIME`` seconds old
-(default 300).  An idle connection that expires gets ``QUIT``; one the peer
-closes simply leaves the cache.
+connection is not parked again once its first transaction is
+``REMOTE_REUSE_TIME`` seconds past (default 300).  An idle connection that
+expires gets ``QUIT``; one the peer closes leaves the cache, and one the peer
+wrote to while idle is closed when it is next taken.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from twisted.application import service
-from twisted.logger import Logger
 
 IDLE_TIME = 2.0     # Postfix: smtp_connection_cache_time_limit
 REUSE_TIME = 300.0  # Postfix: smtp_connection_reuse_time_limit
@@ -63,8 +63,6 @@ class ConnectionCache(service.Service):
 
     A service so that stopping the send service says ``QUIT`` on each; after
     that nothing more is kept."""
-
-    log = Logger()
 
     def __init__(self, clock, idle_time: float = IDLE_TIME, reuse_time: float = REUSE_TIME):
         self.clock = clock

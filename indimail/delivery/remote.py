@@ -235,6 +235,12 @@ class _QueueBound(DeliveryAgent):
         return await self.owner._run(mess, sender, recipient, qqeh, self.tcpto)
 
 
+def _domain_of(recipient: str) -> str:
+    """The part after the last ``@``; qmail-remote's host argument is the
+    whole address when it has none."""
+    return recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+
+
 def _call(f, *args):
     """A :class:`BatchRunner` job that is any blocking call."""
     return f(*args)
@@ -397,7 +403,7 @@ class RemoteDelivery(DeliveryAgent):
         hook = env.get("QMAILREMOTE")
         if hook:
             return _Prepared(agent, hook=hook)
-        domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+        domain = _domain_of(recipient)
         return _Prepared(agent, settings=agent.settings(domain, sender),
                          message=read_message(mess, qqeh))
 
@@ -416,7 +422,7 @@ class RemoteDelivery(DeliveryAgent):
 
     async def _run_prepared(self, prepared: _Prepared, mess, sender: str, recipient: str,
                             qqeh: str, tcpto: TcpTimeouts | None = None) -> DeliveryResult:
-        domain = recipient[recipient.rfind("@") + 1:] if "@" in recipient else recipient
+        domain = _domain_of(recipient)
         if prepared.hook:
             return await self._run_hook(prepared.hook, mess, sender, recipient, qqeh, domain)
         attempt = _Attempt()
@@ -532,9 +538,7 @@ class RemoteDelivery(DeliveryAgent):
                 opened = await self._open_session(proto, session, helo, t_remote, settings)
                 result = await self._transaction(proto, session, opened, message, qqeh,
                                                  t_remote, settings)
-                parked = key is not None and self.cache.put(key, opened)
-                if not parked:
-                    proto.command("QUIT")
+                parked = self._park_or_quit(key, opened)
                 return result
             except _NextMX:
                 await self._tcpto_mark(tcpto, target.address, True, tolerance)
@@ -685,9 +689,7 @@ class RemoteDelivery(DeliveryAgent):
             try:
                 result = await self._transaction(proto, session, idle, message, qqeh,
                                                  settings.timeout_remote, settings)
-                parked = self.cache.put(key, idle)
-                if not parked:
-                    proto.command("QUIT")
+                parked = self._park_or_quit(key, idle)
                 return result
             except _Stale:
                 attempt.code, attempt.text = kept
@@ -697,6 +699,14 @@ class RemoteDelivery(DeliveryAgent):
                     proto.close()
                 if not session.reused:   # it got past MAIL: the host is up
                     await clear_tcpto()
+
+    def _park_or_quit(self, key: Key | None, opened: Idle) -> bool:
+        """After a transaction: the connection waits in the cache for the
+        next delivery with *key*, or says QUIT; whether it was parked."""
+        if key is not None and self.cache.put(key, opened):
+            return True
+        opened.proto.command("QUIT")
+        return False
 
     async def _open_session(self, proto, session: _Session, helo: str, timeout: int,
                             settings: Settings | None = None) -> Idle:
