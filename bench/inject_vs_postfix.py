@@ -69,8 +69,12 @@ def make_peer(system: str, root: Path, args: argparse.Namespace,
 
 
 def one_round(system: str, round_no: int, args: argparse.Namespace,
-              load: Load) -> RoundResult:
-    """Fresh server, one measured load, server stopped and its files removed."""
+              load: Load, leftovers: list[Path]) -> RoundResult:
+    """Fresh server, one measured load, server stopped; its directory goes
+    on *leftovers*, removed after the last round: deleting thousands of
+    files taxes the next file creations on ext4 (freed inodes are skipped
+    for a while), which would charge one round's clean-up to the next
+    system's timing."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{system}-{round_no}-",
                                  dir=args.workdir))
     sink = SinkPeer(root, free_port()) if args.relay else None
@@ -97,7 +101,7 @@ def one_round(system: str, round_no: int, args: argparse.Namespace,
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            leftovers.append(root)
 
 
 def _terminate(signum, frame):
@@ -128,17 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}"
           f"; Postfix {version}; {args.rounds} round(s)", file=sys.stderr)
     results: list[RoundResult] = []
+    leftovers: list[Path] = []
     try:
         for round_no in range(1, args.rounds + 1):
             order = systems if round_no % 2 else systems[::-1]
             for system in order:
-                result = one_round(system, round_no, args, load)
+                result = one_round(system, round_no, args, load, leftovers)
                 results.append(result)
                 print(render_rounds([result]), file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
         if not results:
             return 130
+    finally:
+        for root in leftovers:
+            shutil.rmtree(root, ignore_errors=True)
     ours, theirs = summarise("indimail", results), summarise("postfix", results)
     params = {"messages": load.messages, "sessions": load.sessions,
               "size": load.size, "rounds": args.rounds, "postfix": version,

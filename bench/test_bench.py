@@ -405,3 +405,51 @@ class AuthBurstTests(SynchronousTestCase):
         it the target's."""
         samples = [(1.0, 0.001), (2.0, 0.002), (3.0, 0.030), (5.0, 0.004)]
         self.assertEqual(split_samples(samples, 2.0, 4.0), ([0.001], [0.002, 0.030]))
+
+
+class RoundDirectoryTests(SynchronousTestCase):
+    """Round directories are removed after the last round, not between rounds:
+    deleting thousands of files makes the next file creations dearer (ext4
+    skips freed inodes for a while), which would be charged to whichever
+    system runs next."""
+
+    def test_directories_outlive_every_round_and_go_at_the_end(self):
+        import contextlib
+        import io
+
+        import inject_vs_postfix as harness
+
+        workdir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, workdir, True)
+        seen = []
+
+        class Peer:
+            port, recipient, maildir_new = 1, "alice@example.com", workdir
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        def fake_round(system, round_no, port, recipient, target, load, **kw):
+            seen.append(sorted(p.name.split("-")[1] + p.name.split("-")[2]
+                               for p in workdir.iterdir()))
+            return RoundResult(system, round_no, load.messages, load.messages,
+                               load.messages, 1.0, 1.0)
+
+        self.patch(harness, "make_peer", lambda *a, **kw: Peer())
+        self.patch(harness, "run_round", fake_round)
+        self.patch(harness, "preflight", lambda: "3.test")
+        self.patch(harness, "indimail_preflight", lambda: None)
+        self.patch(harness.os, "access", lambda *a: True)
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            status = harness.main(["--rounds", "2", "--messages", "10",
+                                   "--workdir", str(workdir)])
+        self.assertEqual(status, 0)
+        self.assertEqual(seen, [["indimail1"],
+                                ["indimail1", "postfix1"],
+                                ["indimail1", "postfix1", "postfix2"],
+                                ["indimail1", "indimail2", "postfix1", "postfix2"]])
+        self.assertEqual(list(workdir.iterdir()), [])
