@@ -171,6 +171,9 @@ class RoutedStore(VStore):
         await store.add_user(user)
         await VStore.set_mailstore(self, user.pw_name, domain, host, user.pw_passwd)
 
+    def _read_user(self, name: str, domain: str):
+        return self.get_user(name, domain)
+
     @deferred
     async def get_user(self, name: str, domain: str) -> VUser | None:
         store = await self.route(name, domain)

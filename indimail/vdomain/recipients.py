@@ -270,7 +270,7 @@ async def user_status(store, address: str) -> int:
     local, at, domain = address.rpartition("@")
     if not at or not local:
         return ABSENT
-    user = await store.lookup(address)
+    user = await store.find(address)
     if user is None:
         real = await store.real_domain(domain) or domain.lower()
         return FOUND if await store.alias_lines(local, real) else ABSENT
@@ -388,8 +388,7 @@ class RecipientCheck:
             self.store = await self.store()
         return self.store
 
-    @deferred
-    async def lookup(self, mode: int, address: str) -> Lookup:
+    async def find(self, mode: int, address: str) -> Lookup:
         """Look *address* up the way CHECKRECIPIENT *mode* says (no penalty,
         no counting).  Database errors and RecipientsTempFail propagate."""
         if mode in (2, 3):
@@ -399,6 +398,9 @@ class RecipientCheck:
             if mode == 3:
                 return Lookup(ABSENT, "recipients", found)
         return await self._sql_or_passwd(address)
+
+    lookup = deferred(find)
+    lookup.__doc__ = """:meth:`find` as a Deferred."""
 
     @deferred
     async def check(self, env: Mapping[str, str], address: str, *, sender: str = "",
@@ -426,7 +428,7 @@ class RecipientCheck:
         if not local or not await self._control(self.applies, address):
             return CONTINUE
         try:
-            found = await self.lookup(mode, address)
+            found = await self.find(mode, address)
         except RecipientsTempFail as exc:
             log.error("recipients database error: {err}", err=exc)
             return denysoft(RECIPIENTS_ERROR, 451)

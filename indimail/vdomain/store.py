@@ -391,6 +391,11 @@ class VStore:
         arrive together share one query (see :mod:`.coalesce`)."""
         return await self._user_reads.get((_lower(name), _lower(domain)))
 
+    def _read_user(self, name: str, domain: str) -> defer.Deferred:
+        """:meth:`get_user` without its coroutine wrapper (for :meth:`find`);
+        a store that routes users elsewhere overrides this."""
+        return self._user_reads.get((_lower(name), _lower(domain)))
+
     def _fetch_users(self, keys: list[tuple[str, str]]) -> defer.Deferred:
         """``{(name, domain): VUser}`` of *keys*: on the reactor when it can
         (:mod:`.mysqlwire`), else in one pool trip."""
@@ -423,17 +428,21 @@ class VStore:
             self._wire_failing = False
         return found
 
-    @deferred
-    async def lookup(self, address: str) -> VUser | None:
-        """The user of ``name@domain``, the domain possibly an alias domain."""
+    async def find(self, address: str) -> VUser | None:
+        """The user of ``name@domain``, the domain possibly an alias domain.
+        A coroutine for callers that are coroutines themselves: each
+        Deferred between them and the query is work on every RCPT check."""
         name, at, domain = address.rpartition("@")
         if not at or not name:
             return None
-        user = await self.get_user(name, domain)
+        user = await self._read_user(name, domain)
         if user is not None:
             return user
         row = await self._first("SELECT domain FROM aliasdomain WHERE alias = %s", _lower(domain))
-        return await self.get_user(name, row[0]) if row else None
+        return await self._read_user(name, row[0]) if row else None
+
+    lookup = deferred(find)
+    lookup.__doc__ = """:meth:`find` as a Deferred."""
 
     @deferred
     async def update_user(self, user: VUser) -> bool:

@@ -189,6 +189,31 @@ class CheckTestsMixin:
                               f"sorry, carol@remote.test mailbox <{address}> {state}"))
 
     @defer.inlineCallbacks
+    def test_check_awaits_the_store_without_deferred_wrappers(self):
+        """Every RCPT pays for each Deferred between the check and the query,
+        so check() awaits the coroutines (find) and not their Deferred forms
+        (lookup, get_user), which stay for other callers."""
+        def wrapper_used(*args, **kwargs):
+            raise AssertionError("a Deferred wrapper was used")
+
+        self.patch(VStore, "lookup", wrapper_used)
+        self.patch(VStore, "get_user", wrapper_used)
+        self.patch(RecipientCheck, "lookup", wrapper_used)
+        env = {"CHECKRECIPIENT": "1"}
+        self.assertIs((yield self.check(env, "bob@example.net")).verdict, Verdict.CONTINUE)
+        self.assertIs((yield self.check(env, "gone@example.org")).verdict, Verdict.DENY)
+
+    @defer.inlineCallbacks
+    def test_lookup_and_find_agree(self):
+        """The Deferred forms give what the coroutines give."""
+        for address in ("bob@example.org", "bob@example.net", "nobody@example.org"):
+            found = yield defer.ensureDeferred(self.store.find(address))
+            looked = yield self.store.lookup(address)
+            self.assertEqual(found, looked, address)
+            self.assertEqual((yield self.checker.lookup(1, address)),
+                             (yield defer.ensureDeferred(self.checker.find(1, address))))
+
+    @defer.inlineCallbacks
     def test_unknown_recipient_waits_five_seconds(self):
         """An unknown recipient is answered only after 5 seconds of the injected clock."""
         d = self.checker.check({"CHECKRECIPIENT": "1"}, "nobody@example.org")
