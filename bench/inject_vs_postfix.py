@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,9 @@ from sink import SinkPeer  # noqa: E402
 from report import render_latency, render_rounds, render_table, summarise, to_json  # noqa: E402
 
 SYSTEMS = ("indimail", "postfix")
+
+
+SETTLE = 6.0   # seconds: more than ext4's 5 s memory of clean freed inodes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None,
                    help="parent of the per-round temp directories")
     p.add_argument("--keep", action="store_true", help="keep the temp directories")
+    p.add_argument("--settle", type=float, default=SETTLE,
+                   help=f"seconds to wait after a sync before each round ({SETTLE:g})")
     args = p.parse_args(argv)
     for name in ("rounds", "messages", "sessions", "size"):
         if getattr(args, name) < 1:
@@ -66,6 +72,17 @@ def make_peer(system: str, root: Path, args: argparse.Namespace,
     if system == "postfix":
         return PostfixPeer(root, port, relay_port=relay_port)
     return IndimailPeer(root, port, syncdir=args.syncdir, relay_port=relay_port)
+
+
+def settle(seconds: float) -> None:
+    """Let the file system forget earlier rounds: ext4 without a journal skips
+    inodes freed in the last 5 s, or 5 minutes while their inode table block
+    is dirty, each time it makes a file, so a round that runs right after
+    thousands of deletions (the previous round's queue files, or a removed
+    directory) pays for them.  A sync writes those blocks back; after the
+    pause every round starts from the same state."""
+    os.sync()
+    time.sleep(seconds)
 
 
 def one_round(system: str, round_no: int, args: argparse.Namespace,
@@ -137,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_no in range(1, args.rounds + 1):
             order = systems if round_no % 2 else systems[::-1]
             for system in order:
+                settle(args.settle)
                 result = one_round(system, round_no, args, load, leftovers)
                 results.append(result)
                 print(render_rounds([result]), file=sys.stderr)

@@ -408,12 +408,12 @@ class AuthBurstTests(SynchronousTestCase):
 
 
 class RoundDirectoryTests(SynchronousTestCase):
-    """Round directories are removed after the last round, not between rounds:
-    deleting thousands of files makes the next file creations dearer (ext4
-    skips freed inodes for a while), which would be charged to whichever
-    system runs next."""
+    """Round directories are removed after the last round, not between rounds,
+    and each round starts after a sync and a pause: deleting thousands of
+    files makes the next file creations dearer (ext4 skips freed inodes for
+    a while), which would be charged to whichever system runs next."""
 
-    def test_directories_outlive_every_round_and_go_at_the_end(self):
+    def test_rounds_start_settled_and_directories_go_at_the_end(self):
         import contextlib
         import io
 
@@ -443,13 +443,16 @@ class RoundDirectoryTests(SynchronousTestCase):
         self.patch(harness, "preflight", lambda: "3.test")
         self.patch(harness, "indimail_preflight", lambda: None)
         self.patch(harness.os, "access", lambda *a: True)
+        self.patch(harness.os, "sync", lambda: seen.append("sync"))
+        self.patch(harness.time, "sleep", lambda s: seen.append(f"sleep {s:g}"))
         with contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
-            status = harness.main(["--rounds", "2", "--messages", "10",
+            status = harness.main(["--rounds", "2", "--messages", "10", "--settle", "7",
                                    "--workdir", str(workdir)])
         self.assertEqual(status, 0)
-        self.assertEqual(seen, [["indimail1"],
-                                ["indimail1", "postfix1"],
-                                ["indimail1", "postfix1", "postfix2"],
-                                ["indimail1", "indimail2", "postfix1", "postfix2"]])
+        settled = ["sync", "sleep 7"]
+        self.assertEqual(seen, [*settled, ["indimail1"],
+                                *settled, ["indimail1", "postfix1"],
+                                *settled, ["indimail1", "postfix1", "postfix2"],
+                                *settled, ["indimail1", "indimail2", "postfix1", "postfix2"]])
         self.assertEqual(list(workdir.iterdir()), [])
