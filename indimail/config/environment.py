@@ -16,8 +16,20 @@ class Environment(Mapping[str, str]):
     __slots__ = ("_data",)
 
     def __init__(self, data: Mapping[str, str] | None = None):
-        self._data = dict(data or {})
+        if isinstance(data, Environment):
+            data = data._data
+        self._data = dict(data) if data else {}
 
+    @classmethod
+    def _adopt(cls, data: dict[str, str]) -> "Environment":
+        """An Environment over *data*, a dict nobody else holds (no copy)."""
+        env = cls.__new__(cls)
+        env._data = data
+        return env
+
+    # Mapping's mixin methods go through __getitem__ one key at a time; a
+    # session's environment is copied and read a few hundred times per
+    # message, so each read goes straight to the dict.
     def __getitem__(self, key: str) -> str:
         return self._data[key]
 
@@ -26,6 +38,21 @@ class Environment(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default=None):
+        return self._data.get(key, default)
+
+    def keys(self):
+        return self._data.keys()
+
+    def items(self):
+        return self._data.items()
+
+    def values(self):
+        return self._data.values()
 
     def __repr__(self) -> str:
         return f"Environment({self._data!r})"
@@ -54,7 +81,7 @@ class Environment(Mapping[str, str]):
                 data.pop(name, None)
             else:
                 data[name] = value
-        return Environment(data)
+        return Environment._adopt(data)
 
     def flag(self, name: str) -> bool:
         """qmail's convention: a switch is on when the variable is set at all."""

@@ -52,6 +52,8 @@ class PluginChain:
             except Exception:
                 log.failure("plugin {name}: {hook} hook failed", name=_name(plugin), hook=hook)
                 return defer.succeed(denysoft(FAILURE_TEXT))
+            if result is None:                   # most hooks, most of the time
+                continue
             if inspect.iscoroutine(result):      # an ``async def`` hook
                 result = defer.ensureDeferred(result)
             if isinstance(result, defer.Deferred):

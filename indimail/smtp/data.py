@@ -62,6 +62,16 @@ class DataDecoder:
             if fast is not None:
                 tail, _ = self.feed(data[-1:])      # just remembers the CR
                 return fast + tail, None
+        cut = data.find(b"\r\n.")
+        if cut > 0:     # the lines before the first dot line (often ".\r\n" itself)
+            head = self._fast(data[:cut + 2])
+            if head is not None:
+                rest, end = self._slow(data[cut + 2:])
+                return head + rest, None if end is None else end + cut + 2
+        return self._slow(data)
+
+    def _slow(self, data: bytes) -> tuple[bytes, int | None]:
+        """:meth:`feed` byte by byte (line by line where it can)."""
         out: list[bytes] = []
         i, n = 0, len(data)
         state = self._state

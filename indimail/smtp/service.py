@@ -62,6 +62,8 @@ log = Logger()
 
 def normalise_ip(host: str) -> str:
     """``::ffff:1.2.3.4`` → ``1.2.3.4``; other addresses unchanged."""
+    if ":" not in host:     # IPv4 (or no address at all): nothing to unmap
+        return host
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

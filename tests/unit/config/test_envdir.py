@@ -159,3 +159,32 @@ class ServiceEnvironmentTests(SynchronousTestCase):
         self.assertEqual(dict(service_environment(home, "smtpd", {"A": "b"})),
                          {"A": "b", "CHECKRECIPIENT": "1"})
         self.assertEqual(dict(service_environment(home, "send", {"A": "b"})), {"A": "b"})
+
+
+class EnvironmentSpeedTests(SynchronousTestCase):
+    """A session's environment is copied and read a few hundred times per
+    message: copies, reads and merges go straight to the dict, never through
+    Mapping's one-key-at-a-time __getitem__."""
+
+    def test_copies_and_reads_bypass_getitem(self):
+        base = Environment({"A": "1", "B": "2"})
+
+        def per_key(self, key):
+            raise AssertionError("read key by key")
+
+        self.patch(Environment, "__getitem__", per_key)
+        copy = Environment(base).apply([("C", "3"), ("A", None)])
+        self.assertEqual(dict(copy.items()), {"B": "2", "C": "3"})
+        self.assertEqual((copy.get("B"), copy.get("A", "x"), "C" in copy, "A" in copy),
+                         ("2", "x", True, False))
+        self.assertEqual((sorted(copy.keys()), sorted(copy.values())), (["B", "C"], ["2", "3"]))
+        merged = dict(base.items())
+        merged.update(copy.items())
+        self.assertEqual(merged, {"A": "1", "B": "2", "C": "3"})
+
+    def test_copy_is_independent(self):
+        """A copy made from an Environment does not share its dict."""
+        base = Environment({"A": "1"})
+        copy = Environment(base)
+        self.assertIsNot(copy._data, base._data)
+        self.assertEqual(copy, base)

@@ -119,6 +119,20 @@ class Decoder(SynchronousTestCase):
             self.assertEqual(run(data, cuts, allow), whole, data)
             self.assertEqual(slow, whole, data)
 
+    def test_whole_message_in_one_packet_takes_the_fast_path(self):
+        """A message and its end in one packet (what most clients send for a
+        small message): every line before the dot line is decoded in one
+        pass, the byte-by-byte path sees only the end and what follows."""
+        body = b"Subject: x\r\n\r\n" + b"line of text\r\n" * 50
+        d = DataDecoder()
+        seen = []
+        slow = d._slow
+        d._slow = lambda chunk: seen.append(chunk) or slow(chunk)
+        out, end = d.feed(body + b".\r\nQUIT\r\n")
+        self.assertEqual(out, body.replace(b"\r\n", b"\n"))
+        self.assertEqual(end, len(body) + 3)
+        self.assertEqual(seen, [b".\r\nQUIT\r\n"])
+
     def test_hops_counted_in_header_only(self):
         """Received/Delivered header lines count as hops, body lines do not."""
         d = DataDecoder()
