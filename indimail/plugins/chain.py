@@ -55,7 +55,7 @@ class PluginChain:
             if result is None:                   # most hooks, most of the time
                 continue
             if inspect.iscoroutine(result):      # an ``async def`` hook
-                result = defer.ensureDeferred(result)
+                result = _start(result)
             if isinstance(result, defer.Deferred):
                 result = _settled(result)
             if isinstance(result, defer.Deferred):
@@ -93,6 +93,63 @@ class PluginChain:
                         hook=hook)
             return denysoft(FAILURE_TEXT)
         return d.addCallbacks(lambda r: _checked(plugin, hook, r), failed)
+
+
+def _start(coro):
+    """Run an ``async def`` hook's coroutine until it first waits: its
+    value (or a Failure) when it finished without waiting, which most do
+    (their files are cached), else a Deferred of it.  ``ensureDeferred``
+    would cost a Deferred and Twisted's coroutine machinery on every hook
+    of every command."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    except BaseException:
+        return Failure()
+    return _Resumer(coro).wait_on(awaited)
+
+
+class _Resumer:
+    """Drives a coroutine that is waiting on a Deferred to its end; the
+    Deferred it gives fires with the coroutine's value, and cancelling it
+    cancels what the coroutine waits on (a hook's timeout)."""
+
+    def __init__(self, coro):
+        self.coro = coro
+        self.waiting: defer.Deferred | None = None
+        self.done = defer.Deferred(self._cancel)
+
+    def _cancel(self, _done) -> None:
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    def wait_on(self, awaited) -> defer.Deferred:
+        if not isinstance(awaited, defer.Deferred):
+            self.coro.close()
+            self.done.errback(TypeError(f"an async hook awaited {awaited!r}, not a Deferred"))
+        else:
+            self.waiting = awaited
+            awaited.addBoth(self._resume)
+        return self.done
+
+    def _resume(self, value) -> None:
+        self.waiting = None
+        if self.done.called:     # cancelled meanwhile: the coroutine's answer is moot
+            self.coro.close()
+            return None
+        try:
+            if isinstance(value, Failure):
+                awaited = value.throwExceptionIntoGenerator(self.coro)
+            else:
+                awaited = self.coro.send(value)
+        except StopIteration as stop:
+            self.done.callback(stop.value)
+        except BaseException:
+            self.done.errback()
+        else:
+            self.wait_on(awaited)
+        return None
 
 
 def _settled(d: defer.Deferred):

@@ -109,6 +109,82 @@ class AsyncHookTests(SynchronousTestCase):
         result = self.successResultOf(chain.run("rcpt", _ctx(), "x@example.com"))
         self.assertEqual((result.verdict, clock.getDelayedCalls()), (Verdict.DENY, []))
 
+    def test_async_hook_that_answers_at_once_costs_no_deferred(self):
+        """An async hook that never waits is run to its end directly: no
+        Deferred or coroutine machinery per hook call."""
+        from indimail.plugins import chain as chain_module
+
+        class Plugin:
+            name, order = "a", 1
+
+            async def hook_rcpt(self, ctx, rcpt):
+                return None
+
+        def no_deferreds(*args, **kwargs):
+            raise AssertionError("ensureDeferred used")
+        self.patch(chain_module.defer, "ensureDeferred", no_deferreds)
+        self.patch(chain_module.defer.Deferred, "fromCoroutine", no_deferreds)
+        chain = PluginChain([Plugin(), helpers.Second(None)], Clock())
+        result = self.successResultOf(chain.run("rcpt", _ctx(), "x@example.com"))
+        self.assertEqual(result.text, "second says no")
+
+    def test_async_hook_that_waits_then_decides(self):
+        """An async hook awaiting a Deferred resumes when it fires, twice in
+        a row, and its answer is the chain's."""
+        from twisted.internet import defer
+        from indimail.plugins.api import deny
+        first, second = defer.Deferred(), defer.Deferred()
+
+        class Plugin:
+            name, order = "a", 1
+
+            async def hook_rcpt(self, ctx, rcpt):
+                a = await first
+                b = await second
+                return deny(f"{a}+{b}", 550)
+        d = PluginChain([Plugin()], Clock()).run("rcpt", _ctx(), "x@example.com")
+        self.assertNoResult(d)
+        first.callback("one")
+        self.assertNoResult(d)
+        second.callback("two")
+        self.assertEqual(self.successResultOf(d).text, "one+two")
+
+    def test_async_hook_failing_after_a_wait_is_451(self):
+        """An exception raised in an async hook after it waited (here the
+        awaited Deferred's own failure) is logged and answered DENYSOFT."""
+        from twisted.internet import defer
+        pending = defer.Deferred()
+
+        class Plugin:
+            name, order = "a", 1
+
+            async def hook_rcpt(self, ctx, rcpt):
+                await pending
+        d = PluginChain([Plugin()], Clock()).run("rcpt", _ctx(), "x@example.com")
+        pending.errback(ValueError("boom"))
+        result = self.successResultOf(d)
+        self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_async_hook_timeout_cancels_what_it_waits_on(self):
+        """A waiting async hook past its timeout gets 451, and the Deferred it
+        awaited is cancelled (a database query gives up, say)."""
+        from twisted.internet import defer
+        cancelled = []
+        pending = defer.Deferred(cancelled.append)
+
+        class Plugin:
+            name, order, timeout = "a", 1, 5
+
+            async def hook_rcpt(self, ctx, rcpt):
+                await pending
+        clock = Clock()
+        d = PluginChain([Plugin()], clock).run("rcpt", _ctx(), "x@example.com")
+        clock.advance(5)
+        result = self.successResultOf(d)
+        self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
+        self.assertEqual(cancelled, [pending])
+
     def test_waiting_hook_then_next_plugin(self):
         """A hook answering later with CONTINUE hands over to the next plugin."""
         from twisted.internet import defer
