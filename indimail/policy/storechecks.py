@@ -51,7 +51,8 @@ class CheckRecipient:
         if self.check is None or ("CHECKRECIPIENT" not in env and "MAX_RCPT_ERRCOUNT" not in env):
             return None
         txn = ctx.transaction
-        return self.check.check(env, recipient, sender=txn.sender, notes=txn.notes)
+        # the coroutine: the plugin chain runs it without a Deferred of its own
+        return self.check.verdict(env, recipient, sender=txn.sender, notes=txn.notes)
 
 
 class CheckRelay:

@@ -172,16 +172,17 @@ class RoutedStore(VStore):
         await VStore.set_mailstore(self, user.pw_name, domain, host, user.pw_passwd)
 
     def _read_user(self, name: str, domain: str):
-        return self.get_user(name, domain)
+        return self._routed_user(name, domain)
 
-    @deferred
-    async def get_user(self, name: str, domain: str) -> VUser | None:
+    async def _routed_user(self, name: str, domain: str) -> VUser | None:
         store = await self.route(name, domain)
         if store is None:
             return None
         if store is self:
-            return await VStore.get_user(self, name, domain)
+            return await VStore._read_user(self, name, domain)
         return await store.get_user(name, domain)
+
+    get_user = deferred(_routed_user)
 
     @deferred
     async def update_user(self, user: VUser) -> bool:

@@ -263,7 +263,6 @@ def _kill(process) -> None:
 
 # -- the store and the system's users --------------------------------------------
 
-@deferred
 async def user_status(store, address: str) -> int:
     """inlookup's USER_QUERY: FOUND (also for a valias), ABSENT, INACTIVE, OVERQUOTA
     (the BOUNCE_MAIL flag).  Database errors propagate."""
@@ -402,9 +401,8 @@ class RecipientCheck:
     lookup = deferred(find)
     lookup.__doc__ = """:meth:`find` as a Deferred."""
 
-    @deferred
-    async def check(self, env: Mapping[str, str], address: str, *, sender: str = "",
-                    notes: dict | None = None, local: bool | None = None) -> Result:
+    async def verdict(self, env: Mapping[str, str], address: str, *, sender: str = "",
+                      notes: dict | None = None, local: bool | None = None) -> Result:
         """The verdict for ``RCPT TO:<address>``.
 
         *notes* is the transaction's notes (the unknown-recipient count lives
@@ -444,3 +442,6 @@ class RecipientCheck:
         log.info("Invalid RECIPIENT address: MAIL from <{sender}> RCPT <{rcpt}> state <{state}>",
                  sender=sender, rcpt=address, state=state)
         return deny(f"sorry, {sender} mailbox <{address}> {state}", 550)
+
+    check = deferred(verdict)
+    check.__doc__ = """:meth:`verdict` as a Deferred."""

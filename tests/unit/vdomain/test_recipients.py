@@ -202,6 +202,8 @@ class CheckTestsMixin:
         env = {"CHECKRECIPIENT": "1"}
         self.assertIs((yield self.check(env, "bob@example.net")).verdict, Verdict.CONTINUE)
         self.assertIs((yield self.check(env, "gone@example.org")).verdict, Verdict.DENY)
+        verdict = yield defer.ensureDeferred(self.checker.verdict(env, "bob@example.org"))
+        self.assertIs(verdict.verdict, Verdict.CONTINUE)
 
     @defer.inlineCallbacks
     def test_lookup_and_find_agree(self):
