@@ -185,6 +185,29 @@ class AsyncHookTests(SynchronousTestCase):
         self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
         self.assertEqual(cancelled, [pending])
 
+    def test_async_hook_awaiting_a_non_deferred_is_451(self):
+        """An async hook that awaits something other than a Deferred gets a
+        logged failure and DENYSOFT, and its coroutine is closed."""
+        closed = []
+
+        class Foreign:
+            def __await__(self):
+                try:
+                    yield "not a Deferred"
+                finally:
+                    closed.append(True)
+
+        class Plugin:
+            name, order = "a", 1
+
+            async def hook_rcpt(self, ctx, rcpt):
+                await Foreign()
+        result = self.successResultOf(PluginChain([Plugin()], Clock()).run(
+            "rcpt", _ctx(), "x@example.com"))
+        self.assertEqual((result.verdict, result.code, closed),
+                         (Verdict.DENYSOFT, 451, [True]))
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
     def test_waiting_hook_then_next_plugin(self):
         """A hook answering later with CONTINUE hands over to the next plugin."""
         from twisted.internet import defer
