@@ -101,55 +101,85 @@ def _start(coro):
     (their files are cached), else a Deferred of it.  ``ensureDeferred``
     would cost a Deferred and Twisted's coroutine machinery on every hook
     of every command."""
-    try:
-        awaited = coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    except BaseException:
-        return Failure()
-    return _Resumer(coro).wait_on(awaited)
+    resumer = _Resumer(coro)
+    finished, outcome = resumer.run(None, None)
+    return outcome if finished else resumer.done
 
 
 class _Resumer:
-    """Drives a coroutine that is waiting on a Deferred to its end; the
-    Deferred it gives fires with the coroutine's value, and cancelling it
-    cancels what the coroutine waits on (a hook's timeout)."""
+    """Drives a hook's coroutine as ``inlineCallbacks`` would: it is resumed
+    when the Deferred it awaits fires, anything else it yields is sent
+    straight back, and cancelling :attr:`done` (a hook's timeout) cancels
+    what it awaits.  A coroutine that goes on after that (cleaning up) is
+    driven to its end, and its late answer dropped."""
 
     def __init__(self, coro):
         self.coro = coro
         self.waiting: defer.Deferred | None = None
-        self.done = defer.Deferred(self._cancel)
+        self.done: defer.Deferred | None = None   # made once the coroutine waits
+
+    def run(self, value, failure: Failure | None) -> tuple[bool, object]:
+        """Resume with *value* (or throw *failure*) until the coroutine waits
+        on a Deferred that has not fired, ``(False, None)``, or ends,
+        ``(True, its value or a Failure)``."""
+        while True:
+            try:
+                if failure is not None:
+                    awaited = failure.throwExceptionIntoGenerator(self.coro)
+                else:
+                    awaited = self.coro.send(value)
+            except StopIteration as stop:
+                return True, stop.value
+            except BaseException:
+                return True, Failure()
+            if not isinstance(awaited, defer.Deferred):
+                value, failure = awaited, None
+                continue
+            landed = self._wait_on(awaited)
+            if landed is _WAITING:
+                return False, None
+            value, failure = (None, landed) if isinstance(landed, Failure) else (landed, None)
+
+    def _wait_on(self, awaited: defer.Deferred):
+        """*awaited*'s result if it has one already, else _WAITING (and
+        :meth:`_resume` runs when it fires)."""
+        box: list = []
+
+        def landed(result):
+            if box:             # fired later: resume from here
+                self._resume(result)
+            else:
+                box.append(result)
+            return None         # the result is the coroutine's, as in inlineCallbacks
+        awaited.addBoth(landed)
+        if box:
+            return box[0]
+        box.append(_WAITING)
+        self.waiting = awaited
+        if self.done is None:
+            self.done = defer.Deferred(self._cancel)
+        return _WAITING
 
     def _cancel(self, _done) -> None:
         if self.waiting is not None:
             self.waiting.cancel()
 
-    def wait_on(self, awaited) -> defer.Deferred:
-        if not isinstance(awaited, defer.Deferred):
-            self.coro.close()
-            self.done.errback(TypeError(f"an async hook awaited {awaited!r}, not a Deferred"))
-        else:
-            self.waiting = awaited
-            awaited.addBoth(self._resume)
-        return self.done
-
-    def _resume(self, value) -> None:
+    def _resume(self, result) -> None:
         self.waiting = None
-        if self.done.called:     # cancelled meanwhile: the coroutine's answer is moot
-            self.coro.close()
-            return None
-        try:
-            if isinstance(value, Failure):
-                awaited = value.throwExceptionIntoGenerator(self.coro)
+        failed = isinstance(result, Failure)
+        finished, outcome = self.run(None if failed else result, result if failed else None)
+        if not finished:
+            return
+        if not self.done.called:
+            if isinstance(outcome, Failure):
+                self.done.errback(outcome)
             else:
-                awaited = self.coro.send(value)
-        except StopIteration as stop:
-            self.done.callback(stop.value)
-        except BaseException:
-            self.done.errback()
-        else:
-            self.wait_on(awaited)
-        return None
+                self.done.callback(outcome)
+        elif isinstance(outcome, Failure) and not outcome.check(defer.CancelledError):
+            log.failure("async hook failed after its timeout", outcome)
+
+
+_WAITING = object()
 
 
 def _settled(d: defer.Deferred):

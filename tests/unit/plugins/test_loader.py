@@ -185,28 +185,67 @@ class AsyncHookTests(SynchronousTestCase):
         self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
         self.assertEqual(cancelled, [pending])
 
-    def test_async_hook_awaiting_a_non_deferred_is_451(self):
-        """An async hook that awaits something other than a Deferred gets a
-        logged failure and DENYSOFT, and its coroutine is closed."""
-        closed = []
+    def test_async_hook_awaiting_a_non_deferred_gets_it_back(self):
+        """What an awaited object yields that is not a Deferred is sent
+        straight back, as inlineCallbacks does (``asyncio.sleep(0)`` works)."""
+        from indimail.plugins.api import deny
 
         class Foreign:
             def __await__(self):
-                try:
-                    yield "not a Deferred"
-                finally:
-                    closed.append(True)
+                got = yield "echo"
+                return got
 
         class Plugin:
             name, order = "a", 1
 
             async def hook_rcpt(self, ctx, rcpt):
-                await Foreign()
+                return deny(await Foreign(), 550)
         result = self.successResultOf(PluginChain([Plugin()], Clock()).run(
             "rcpt", _ctx(), "x@example.com"))
-        self.assertEqual((result.verdict, result.code, closed),
-                         (Verdict.DENYSOFT, 451, [True]))
-        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+        self.assertEqual((result.verdict, result.text), (Verdict.DENY, "echo"))
+
+    def test_timed_out_async_hook_still_cleans_up(self):
+        """A hook whose timeout cancelled what it awaited may await more while
+        it cleans up: it is driven to its end, its late answer dropped, and
+        nothing is left unhandled."""
+        from twisted.internet import defer
+        pending, cleanup = defer.Deferred(), defer.Deferred()
+        finished = []
+
+        class Plugin:
+            name, order, timeout = "a", 1, 5
+
+            async def hook_rcpt(self, ctx, rcpt):
+                try:
+                    await pending
+                finally:
+                    await cleanup
+                    finished.append(True)
+        clock = Clock()
+        d = PluginChain([Plugin()], clock).run("rcpt", _ctx(), "x@example.com")
+        clock.advance(5)
+        self.assertEqual(self.successResultOf(d).code, 451)
+        self.assertEqual(finished, [])
+        cleanup.callback(None)
+        self.assertEqual(finished, [True])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_hook_that_cancels_itself_then_answers(self):
+        """An answer that comes after the hook's Deferred was cancelled is
+        dropped without an AlreadyCalledError."""
+        from twisted.internet import defer
+        from indimail.plugins.chain import _start
+        pending = defer.Deferred()
+        holder = []
+
+        async def hook():
+            await pending
+            holder[0].cancel()
+            return "late"
+        holder.append(_start(hook()))
+        pending.callback(None)
+        self.failureResultOf(holder[0], defer.CancelledError)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_waiting_hook_then_next_plugin(self):
         """A hook answering later with CONTINUE hands over to the next plugin."""
