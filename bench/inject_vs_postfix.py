@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("rounds", "messages", "sessions", "size"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be positive")
+    if args.settle < 0:
+        p.error("--settle must not be negative")
     return args
 
 
@@ -94,6 +96,8 @@ def one_round(system: str, round_no: int, args: argparse.Namespace,
     system's timing."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{system}-{round_no}-",
                                  dir=args.workdir))
+    if not args.keep:
+        leftovers.append(root)
     sink = SinkPeer(root, free_port()) if args.relay else None
     peer = make_peer(system, root, args, sink.port if sink else None)
     try:
@@ -117,8 +121,6 @@ def one_round(system: str, round_no: int, args: argparse.Namespace,
             sink.stop()
         if args.keep:
             print(f"kept {root}", file=sys.stderr)
-        else:
-            leftovers.append(root)
 
 
 def _terminate(signum, frame):
