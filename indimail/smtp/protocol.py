@@ -35,6 +35,8 @@ ENHANCEDSTATUSCODES (:mod:`.enhanced`) is applied to every reply in
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Callable
 
 from twisted.internet import defer, task
@@ -333,8 +335,24 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     def _run(self, f, *args) -> None:
         """Call handler *f*; its reply (or error) is sent when it is ready and
-        the next command waits until then."""
-        d = defer.maybeDeferred(f, *args)
+        the next command waits until then.  A reply given at once (most of
+        them) is sent at once, without the Deferred ``maybeDeferred`` makes."""
+        try:
+            result = f(*args)
+        except BaseException:
+            result = Failure()
+        if isinstance(result, Failure):
+            self._failed(result)
+            return
+        if inspect.iscoroutine(result):
+            result = defer.Deferred.fromCoroutine(result)
+        if not isinstance(result, defer.Deferred):
+            try:
+                self._send(result)
+            except Exception:
+                self.log.failure("sending a reply failed")
+            return
+        d = result
         d.addCallbacks(self._send, self._failed)
         answered = []   # not d.called: a fired Deferred may wait on a chained one
 

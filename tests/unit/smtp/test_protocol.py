@@ -61,6 +61,19 @@ class GreetingAndSimpleCommands(SynchronousTestCase):
         self.assertTrue(replies[3].startswith("214-This is IndiMail SMTP Version"))
         self.assertEqual(replies[-1], "214 HELO EHLO RSET NOOP MAIL RCPT DATA VRFY HELP QUIT")
 
+    def test_immediate_replies_make_no_deferred(self):
+        """A command answered at once (or refused at once) is replied to
+        without a Deferred per command: the pipelined commands are answered
+        in order."""
+        from indimail.smtp import protocol
+
+        def no_deferreds(*args, **kwargs):
+            raise AssertionError("maybeDeferred used")
+        self.patch(protocol.defer, "maybeDeferred", no_deferreds)
+        h = Harness(self)
+        h.send("NOOP\r\nNOOP x\r\nRSET\r\nXYZZY\r\n")
+        self.assertEqual(h.codes(), [250, 501, 250, 502])
+
     def test_noop_and_rset_refuse_arguments(self):
         """NOOP/RSET/DATA with an argument: 501 invalid parameter syntax (upstream)."""
         h = Harness(self)
