@@ -41,7 +41,12 @@ class PluginChain:
         return bool(self._by_hook[hook])
 
     def run(self, hook: str, ctx, *args) -> defer.Deferred:
-        """Fire with the first final :class:`Result`, else CONTINUE.
+        """Fire with the first final :class:`Result`, else CONTINUE."""
+        result = self.run_now(hook, ctx, *args)
+        return result if isinstance(result, defer.Deferred) else defer.succeed(result)
+
+    def run_now(self, hook: str, ctx, *args) -> Result | defer.Deferred:
+        """:meth:`run`, but the Result itself when every hook answered at once.
 
         Hooks that answer at once are called in a plain loop (no timer, no
         coroutine): only a hook that returns a Deferred costs a timeout."""
@@ -51,7 +56,7 @@ class PluginChain:
                 result = getattr(plugin, "hook_" + hook)(ctx, *args)
             except Exception:
                 log.failure("plugin {name}: {hook} hook failed", name=_name(plugin), hook=hook)
-                return defer.succeed(denysoft(FAILURE_TEXT))
+                return denysoft(FAILURE_TEXT)
             if result is None:                   # most hooks, most of the time
                 continue
             if inspect.iscoroutine(result):      # an ``async def`` hook
@@ -64,11 +69,11 @@ class PluginChain:
             if isinstance(result, Failure):
                 log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
                             hook=hook)
-                return defer.succeed(denysoft(FAILURE_TEXT))
+                return denysoft(FAILURE_TEXT)
             result = _checked(plugin, hook, result)
             if result.final:
-                return defer.succeed(_decided(ctx, plugin, hook, result))
-        return defer.succeed(CONTINUE)
+                return _decided(ctx, plugin, hook, result)
+        return CONTINUE
 
     def _then(self, result: Result, hook: str, ctx, args, index: int):
         """Continue the loop after a hook that answered later."""
@@ -78,7 +83,7 @@ class PluginChain:
         rest = PluginChain.__new__(PluginChain)
         rest.clock, rest.timeout = self.clock, self.timeout
         rest._by_hook = {hook: plugins[index + 1:]}
-        return rest.run(hook, ctx, *args)
+        return rest.run_now(hook, ctx, *args)
 
     def _wait(self, plugin, hook: str, d: defer.Deferred) -> defer.Deferred:
         timeout = getattr(plugin, "timeout", None) or self.timeout

@@ -407,9 +407,17 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
     # -- plugins ------------------------------------------------------------------------
     def hook(self, name: str, *args) -> defer.Deferred:
         """Run the *name* hook of every plugin; fires with the deciding Result."""
-        ctx = HookContext(self.session, self.session.transaction, self.settings, self.clock,
-                          self.log)
-        return self.plugins.run(name, ctx, *args)
+        return self.plugins.run(name, self._hook_context(), *args)
+
+    def hook_now(self, name: str, *args) -> Result | defer.Deferred:
+        """:meth:`hook`, but the Result itself when every plugin answered at
+        once (MAIL and RCPT, the commands of every message, then need no
+        Deferred)."""
+        return self.plugins.run_now(name, self._hook_context(), *args)
+
+    def _hook_context(self) -> HookContext:
+        return HookContext(self.session, self.session.transaction, self.settings, self.clock,
+                           self.log)
 
     @staticmethod
     def refusal(result: Result) -> SMTPError | None:
@@ -492,7 +500,14 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             if smtputf8 and s.transaction is not None:
                 s.transaction.notes["smtputf8"] = True
             return enhanced.with_code(r, "2.1.0") if r.code == 250 else r
-        return defer.maybeDeferred(self._mail, path).addCallbacks(accepted, restore)
+        try:
+            result = self._mail(path)
+        except BaseException:
+            restore(Failure())
+            raise
+        if isinstance(result, defer.Deferred):
+            return result.addCallbacks(accepted, restore)
+        return accepted(result)
 
     def _mail(self, path) -> Reply:
         self.apply_envrules("from", path.address)
@@ -520,7 +535,10 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             if result.verdict is Verdict.DISCARD:
                 txn.discard = True
             return self._after_hook(result, ok)
-        return self.hook("mail", path.address).addCallback(decided)
+        result = self.hook_now("mail", path.address)
+        if isinstance(result, defer.Deferred):
+            return result.addCallback(decided)
+        return decided(result)
 
     def smtp_RCPT(self, arg: str):
         txn = self.session.transaction
@@ -532,10 +550,16 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         if not utf8.address_allowed(path.address, bool(txn.notes.get("smtputf8"))):
             raise SMTPError(553, reply.NON_ASCII)
         self.apply_envrules("rcpt", path.address)
-        d = self.hook("rcpt", path.address)
-        d.addCallback(self._rcpt_verdict, txn, path)
-        d.addErrback(self._rcpt_refused)
-        return d
+        result = self.hook_now("rcpt", path.address)
+        if isinstance(result, defer.Deferred):
+            result.addCallback(self._rcpt_verdict, txn, path)
+            result.addErrback(self._rcpt_refused)
+            return result
+        try:
+            return self._rcpt_verdict(result, txn, path)
+        except SMTPError:
+            self._rcpt_refused(Failure())
+            raise
 
     def _rcpt_verdict(self, result: Result, txn: Transaction, path):
         """ACCEPT queues the (possibly rewritten) address, DISCARD answers

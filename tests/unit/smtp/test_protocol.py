@@ -151,6 +151,23 @@ class MailAndRcpt(SynchronousTestCase):
         h.send("MAIL\r\nMAIL FROM:\r\n")
         self.assertEqual(h.replies(), ["555 syntax error in address (#5.1.3)"] * 2)
 
+    def test_mail_and_rcpt_decided_at_once_make_no_deferred(self):
+        """When every plugin answers at once, MAIL and RCPT (accepted or
+        refused) are answered without a Deferred: the commands of every
+        message stay cheap."""
+        from indimail.plugins import chain
+        from indimail.smtp import protocol
+
+        def no_deferreds(*args, **kwargs):
+            raise AssertionError("a Deferred was made")
+        h = Harness(self)
+        self.patch(chain.defer, "succeed", no_deferreds)
+        self.patch(protocol.defer, "maybeDeferred", no_deferreds)
+        h.send("MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.com>\r\n"
+               "RCPT TO:<c@elsewhere.test>\r\n")
+        self.assertEqual(h.codes(), [250, 250, 553])
+        self.assertEqual(h.proto.session.notes.get("rcpt_errors"), 1)
+
     def test_rcpthosts_accepts_listed_domain(self):
         """A recipient whose domain is in rcpthosts is accepted."""
         h = Harness(self)
