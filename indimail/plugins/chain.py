@@ -60,8 +60,8 @@ class PluginChain:
             if result is None:                   # most hooks, most of the time
                 continue
             if inspect.iscoroutine(result):      # an ``async def`` hook
-                result = _start(result)
-            if isinstance(result, defer.Deferred):
+                result = _start(result)          # a value, or a fresh Deferred of ours
+            elif isinstance(result, defer.Deferred):
                 result = _settled(result)
             if isinstance(result, defer.Deferred):
                 d = self._wait(plugin, hook, result)
