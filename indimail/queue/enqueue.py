@@ -58,12 +58,25 @@ from .envelope import MAX_ADDRESS, Envelope
 from .envheaders import HeaderCollector, load_envheaders
 from .errors import QueueError
 from .layout import QueueDir, configured_queues, select_queue
+from .placement import SpreadCreator, link_unnamed
 from .syncpool import SynchronousThreadPool
 from .received import received_line
 from .trigger import trigger_pull
 
 _seq = itertools.count(1)
 FILE_MODE = 0o644   # mess, intd and todo files (reference §1)
+_creators: dict[str, SpreadCreator] = {}
+
+
+def _spread_creator(queue: QueueDir) -> SpreadCreator:
+    """This process's round-robin over *queue*'s ``mess`` directories."""
+    key = str(queue.path)
+    creator = _creators.get(key)
+    if creator is None:
+        dirs = [f"{key}/mess/{n}" for n in range(queue.split)]
+        start = os.getpid() % len(dirs)
+        creator = _creators.setdefault(key, SpreadCreator(dirs[start:] + dirs[:start]))
+    return creator
 
 
 # -- environment switches -------------------------------------------------
@@ -195,6 +208,24 @@ class QueueWriter:
         return self.msgid
 
     def _pid_open(self, now: int) -> tuple[int, Path]:
+        """Stage 1: a new inode named ``pid/<pid>.<time>.<seq>``.  The inode
+        is made unnamed in one of the queue's ``mess`` directories and then
+        linked into ``pid/`` (see :mod:`indimail.queue.placement`); where
+        the file system cannot, it is created in ``pid/`` as upstream does."""
+        creator = _spread_creator(self.queue)
+        fd = creator.open(FILE_MODE)
+        if fd is not None:
+            os.fchmod(fd, FILE_MODE)   # upstream's umask(033), whatever ours is
+            for _ in range(10):
+                pidfn = self.queue.pid_dir / f"{self.pid}.{now}.{next(_seq)}"
+                try:
+                    link_unnamed(fd, pidfn)
+                    return fd, pidfn
+                except FileExistsError:
+                    continue
+                except OSError:
+                    break
+            os.close(fd)   # the unnamed inode goes with it
         for _ in range(10):
             pidfn = self.queue.pid_dir / f"{self.pid}.{now}.{next(_seq)}"
             try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import QueueDir
+from .placement import mark_top
 
 TCPTO_SIZE = 2048
 
@@ -41,14 +42,15 @@ class _Item:
     kind: str       # "d" directory, "f" existing file, "z" sized file, "p" fifo
     mode: int
     size: int = 0
+    top: bool = False   # mark as an Orlov top directory when made (placement.py)
 
 
 def _items(queue: QueueDir) -> list[_Item]:
     """Everything a queue must contain, parents before children."""
     root = queue.path
-    items = [_Item(root, "d", QUEUE_MODE)]
+    items = [_Item(root, "d", QUEUE_MODE, top=True)]
     for name, (dmode, _fmode) in _SPLIT_MODES.items():
-        items.append(_Item(root / name, "d", dmode))
+        items.append(_Item(root / name, "d", dmode, top=True))
         items.extend(_Item(root / name / str(n), "d", dmode) for n in range(queue.split))
     for name, (dmode, _fmode) in _FLAT_MODES.items():
         items.append(_Item(root / name, "d", dmode))
@@ -111,6 +113,8 @@ def _check(item: _Item, uid, gid, chown: bool, dry_run: bool) -> list[str]:
             out.append(f"Creating directory [{name}]")
             if not dry_run:
                 os.mkdir(item.path, item.mode)
+                if item.top:
+                    mark_top(item.path)
         elif item.kind == "p":
             out.append(f"Creating fifo [{name}]")
             if not dry_run:
