@@ -7,6 +7,7 @@ real measurement is the benchmark itself, never a timed test.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -433,8 +434,9 @@ class RoundDirectoryTests(SynchronousTestCase):
                 return False
 
         def fake_round(system, round_no, port, recipient, target, load, **kw):
+            [run] = workdir.iterdir()   # the run's directory holds the rounds
             seen.append(sorted(p.name.split("-")[1] + p.name.split("-")[2]
-                               for p in workdir.iterdir()))
+                               for p in run.iterdir()))
             return RoundResult(system, round_no, load.messages, load.messages,
                                load.messages, 1.0, 1.0)
 
@@ -456,3 +458,23 @@ class RoundDirectoryTests(SynchronousTestCase):
                                 *settled, ["indimail1", "postfix1", "postfix2"],
                                 *settled, ["indimail1", "indimail2", "postfix1", "postfix2"]])
         self.assertEqual(list(workdir.iterdir()), [])
+
+    def test_rounds_get_block_groups_of_their_own(self):
+        """The run's directory is an Orlov top directory (where the file
+        system has the flag, as this machine's ext4 does), so each round
+        directory in it lands in a block group of its own."""
+        import inject_vs_postfix as harness
+
+        from indimail.queue.placement import is_top, mark_top
+
+        workdir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, workdir, True)
+        probe = workdir / "probe"
+        probe.mkdir()
+        supported = mark_top(probe)
+        run = harness.run_directory(workdir)
+        self.assertEqual(run.parent, workdir)
+        self.assertTrue(run.name.startswith("bench-run-"))
+        self.assertEqual(is_top(run), supported)
+        if os.environ.get("CI") == "true":
+            self.assertTrue(supported)
