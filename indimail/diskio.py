@@ -26,3 +26,17 @@ def write_file(path, data: bytes, *, flags: int, mode: int = 0o600,
         return os.fstat(fd).st_mtime
     finally:
         os.close(fd)
+
+
+def read_to_end(fd: int, size_hint: int = 0, chunk: int = 65536) -> bytes:
+    """Every byte from *fd*'s position to its end, in as few ``read`` calls
+    as the hint allows (one more read confirms the end)."""
+    parts = []
+    want = max(size_hint, 1)
+    while True:
+        data = os.read(fd, max(want, chunk) if not parts else chunk)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+        want = 0
+

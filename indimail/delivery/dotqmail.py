@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indimail.delivery.result import temporary
+from indimail.diskio import read_to_end
 
 WRITABLE = 0o002  # qmail's auto_patrn: group/world write bits that are refused
 
@@ -97,19 +98,23 @@ def user_may_read(st: os.stat_result, uid: int, gid: int) -> bool:
 def _open_regular(path: Path, as_user: tuple[int, int] | None = None
                   ) -> tuple[bytes, int] | None:
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            if as_user is not None and as_user[0] != 0 and not user_may_read(st, *as_user):
-                raise PermissionError(path)
-            if st.st_mode & WRITABLE:
-                raise temporary("Uh-oh: .qmail file is writable. (#4.7.0)")
-            return f.read(), st.st_mode
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        # O_NONBLOCK: a FIFO in a .qmail's place must not hang the delivery
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except PermissionError:
         raise temporary(f"Unable to open {path}: access denied. (#4.3.0)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if as_user is not None and as_user[0] != 0 and not user_may_read(st, *as_user):
+            raise temporary(f"Unable to open {path}: access denied. (#4.3.0)")
+        if st.st_mode & WRITABLE:
+            raise temporary("Uh-oh: .qmail file is writable. (#4.7.0)")
+        return read_to_end(fd, st.st_size), st.st_mode
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

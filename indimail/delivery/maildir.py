@@ -134,19 +134,29 @@ class MaildirWriter:
     @staticmethod
     def _copy(fd: int, prefix: bytes, message) -> None:
         write_all(fd, prefix)
+        if isinstance(message, int):
+            src = os.dup(message)
+            seek = True
+        else:
+            try:
+                src = os.open(message, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                raise _ReadError() from None
+            seek = False
         try:
-            src = open_source(message)
-        except OSError:
-            raise _ReadError() from None
-        with src:
             while True:
                 try:
-                    chunk = src.read(CHUNK)
+                    if seek:
+                        os.lseek(src, 0, os.SEEK_SET)
+                        seek = False
+                    chunk = os.read(src, CHUNK)
                 except OSError:
                     raise _ReadError() from None
                 if not chunk:
                     return
                 write_all(fd, chunk)
+        finally:
+            os.close(src)
 
 
 def open_source(message):

@@ -81,6 +81,20 @@ class FindTests(SynchronousTestCase):
         self.assertEqual(exc.result.status, "deferral")
         self.assertIn("writable", exc.result.report)
 
+    def test_fifo_is_not_a_file_and_does_not_hang(self):
+        """A FIFO named like a dot-qmail file is skipped at once (it is
+        opened without blocking, so no writer is needed for the open)."""
+        os.mkfifo(self.home / ".qmail-alice")
+        self.write(".qmail-default", "./Maildir/\n")
+        found = find_dotqmail(self.home, "-", "alice")
+        self.assertEqual(found.path.name, ".qmail-default")
+
+    def test_large_file_read_whole(self):
+        """A dot-qmail file larger than one read comes back whole."""
+        text = "".join(f"&user{n}@example.com\n" for n in range(10000))
+        self.write(".qmail-alice", text)
+        self.assertEqual(find_dotqmail(self.home, "-", "alice").content, text.encode())
+
     def test_x_bit_means_forward_only(self):
         """The owner-x bit marks the file forward-only."""
         self.write(".qmail-alice", mode=0o700)
