@@ -146,12 +146,27 @@ def write_new(path, data: bytes, *, fsync: bool = True, mode: int = 0o600) -> fl
     return write_file(path, data, flags=os.O_CREAT | os.O_EXCL, mode=mode, fsync=fsync)
 
 
+def _write_fresh(path: str, data: bytes, fsync: bool) -> float:
+    """:func:`write_new`, replacing a stale file that an interrupted earlier
+    run left behind (upstream unlinks first; here the common case, no such
+    file, costs no failed unlink)."""
+    try:
+        return write_new(path, data, fsync=fsync)
+    except FileExistsError:
+        _unlink(path)
+        return write_new(path, data, fsync=fsync)
+
+
 def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
                  fsync: bool = True) -> TodoResult | None:
     """Preprocess one message (blocking).  None when the todo file is gone.
 
-    Order as upstream: unlink stale local/remote/info, write and fsync info,
-    local and remote, then unlink ``intd`` and ``todo`` (qmail-clean's order).
+    Upstream's order: stale local/remote/info files of an interrupted
+    earlier run go (here: a channel this message does not use is unlinked,
+    the others are replaced as they are written), info, local and remote
+    are written and fsynced, then ``intd`` and ``todo`` are unlinked
+    (qmail-clean's order).  Until ``todo`` goes, start-up leaves the
+    message to todo processing, so a stale file is never delivered from.
     """
     try:
         with open(queue.file("todo", msgid), "rb") as handle:
@@ -173,13 +188,13 @@ def process_todo(queue: QueueDir, msgid: int, rewriter: Rewriter, *,
         recipients.append((channel, original, address))
         per_channel[channel].append(address)
     for channel in CHANNELS:
-        _unlink(queue.file(channel, msgid))
-    _unlink(queue.file("info", msgid))
-    birth = write_new(queue.file("info", msgid), envelope.info_bytes(), fsync=fsync)
+        if not per_channel[channel]:
+            _unlink(queue.file(channel, msgid))
+    birth = _write_fresh(queue.file("info", msgid), envelope.info_bytes(), fsync)
     for channel in CHANNELS:
         if per_channel[channel]:
-            write_new(queue.file(channel, msgid), recipient_bytes(per_channel[channel]),
-                      fsync=fsync)
+            _write_fresh(queue.file(channel, msgid), recipient_bytes(per_channel[channel]),
+                         fsync)
     _unlink(queue.file("intd", msgid))
     _unlink(queue.file("todo", msgid))
     return TodoResult(msgid, envelope, size, recipients, birth)

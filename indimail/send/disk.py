@@ -132,15 +132,21 @@ def close_channel(queue: QueueDir, msgid: int, channel: str, marks=(),
                   mark=None, remove: bool = False) -> tuple[bool, FinishState | None]:
     """Blocking: remove a finished channel file; (no channel left, the
     message's :class:`FinishState` then), so one trip to a thread closes and
-    inspects.  With *marks* (offsets of records just delivered) their ``D``
-    is written first, as each result is recorded before anything else
-    happens; *mark* (default :func:`mark_done`) writes one ``D``.  With
+    inspects.  *marks* are the offsets of records delivered but not yet
+    marked ``D``: removing the file records them with the rest; only when
+    the removal fails are their ``D`` written (*mark*, default
+    :func:`mark_done`), so a retry does not deliver them again.  With
     *remove*, a message that is done and has no bounce to send is removed
     too (:func:`remove_message`; ``removed`` set in the state)."""
     path = queue.file(channel, msgid)
-    for offset in marks:
-        (mark or mark_done)(path, offset)
-    unlink(path)
+    try:
+        # every record is done: the unlink says so for all of them at once,
+        # so the pending D marks are written only when it fails
+        unlink(path)
+    except OSError:
+        for offset in marks:
+            (mark or mark_done)(path, offset)
+        raise
     if any(os.path.lexists(queue.file(c, msgid)) for c in CHANNELS):
         return False, None
     state = finish_state(queue, msgid)

@@ -357,12 +357,15 @@ class PassFailureTests(EngineTestCase):
             return real(*args, **kwargs)
 
         self.patch(engine_module, "mark_done", flaky)
-        msgid = inject(self.queue, "s@far.test", ["a@example.net"])
+        # two recipients: each result is marked D as it comes (a lone one is
+        # recorded by removing the channel file)
+        msgid = inject(self.queue, "s@far.test", ["a@example.net", "b@example.net"])
         self.start(self.engine())
         self.assertEqual(len(self.logs.failures), 1)
         self.assertTrue(self.queue.local(msgid).exists())
-        self.clock.advance(123)
         self.assertEqual(len(self.local.calls), 2)
+        self.clock.advance(123)
+        self.assertEqual(len(self.local.calls), 3)   # only the unmarked one again
         self.assertGone(msgid)
 
 
