@@ -52,7 +52,7 @@ LOOPING = "This message is looping: it already has my Delivered-To line. (#5.4.6
 BAD_MAXDT = "Unable to read control file maxdeliveredto. (#4.3.0)"
 DEFAULT_DELIVERY = "./Maildir/"
 CHUNK = 65536
-LOOKUP_TRIPS = 2    # lookup trips to threads at once (two: one slow mailbox holds up half)
+LOOKUP_TRIPS = 4    # lookup trips to threads at once
 LOOKUP_BATCH = 8    # deliveries per trip at most
 
 

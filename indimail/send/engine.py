@@ -48,7 +48,7 @@ from indimail.send.trigger import TriggerWatcher
 
 SLEEP_SYSFAIL = 123      # qmail-send's retry delay after a system failure
 TODO_INTERVAL = 60       # periodic todo scan besides the trigger
-TODO_PARALLEL = 1        # todo batches in threads at once (decisions: fewer threads, less GIL)
+TODO_PARALLEL = 4        # todo batches in threads at once: their fsyncs share flushes
 TODO_BATCH = 16          # todo files per batch (one trip to a thread)
 TODO_WINDOW = 64         # todo files handed to the batches before the next scan
 CLEANUP_INTERVAL = 3600  # periodic stale-file cleanup
@@ -118,7 +118,7 @@ class QueueEngine(service.Service):
         # trips to a thread however many messages arrive
         self._todo_runner = BatchRunner(self._blocking, _todo_job, parallel=todo_parallel,
                                         limit=todo_batch)
-        self._closer = BatchRunner(self._blocking, close_channel, parallel=1, limit=64)
+        self._closer = BatchRunner(self._blocking, close_channel, parallel=2, limit=64)
         # (msgid, channel) → the PassWork todo processing just wrote: the
         # first pass of a new message needs not read its files back
         self._fresh: dict[tuple[int, str], PassWork] = {}
@@ -357,8 +357,9 @@ class QueueEngine(service.Service):
 
     async def _todo_run(self) -> None:
         """Preprocess every file in ``todo/``: in batches (one trip to a
-        thread each), TODO_PARALLEL batches at once; at most TODO_WINDOW
-        files are handed out before the next scan."""
+        thread each), TODO_PARALLEL batches at once so their fsyncs overlap
+        and the disk flushes them together; at most TODO_WINDOW files are
+        handed out before the next scan."""
         self._todo_busy = True
         try:
             again = True

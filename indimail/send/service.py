@@ -32,8 +32,8 @@ NAME = "indimail-send"
 SLOWQ = "slowq"
 RESTART_DELAY = 1.0   # qmail-daemon sleeps a second before restarting a queue
 # the delivery engine's own worker threads: todo processing (TODO_PARALLEL
-# per queue), mailbox writes and remote reads run side by side; the
-# reactor's pool (10) would queue them behind other work
+# per queue) and concurrencylocal Maildir writes fsync side by side, so the
+# file system commits them together; the reactor's pool (10) would queue them
 POOL_MIN, POOL_MAX = 4, 64
 
 
