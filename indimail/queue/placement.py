@@ -31,6 +31,7 @@ nothing changes.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import os
@@ -42,6 +43,8 @@ FS_TOPDIR_FL = 0x00020000
 _LONG = struct.Struct("l")
 
 O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+# errors that say nothing about the file system: the next message tries again
+_PASSING = {errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.EDQUOT, errno.EINTR, errno.ENOMEM}
 
 
 def _flags(fd: int) -> int:
@@ -100,8 +103,9 @@ class SpreadCreator:
             return None
         try:
             return os.open(next(self._dirs), os.O_WRONLY | O_TMPFILE, mode)
-        except (OSError, StopIteration):
-            self.enabled = False
+        except OSError as exc:
+            if exc.errno not in _PASSING:
+                self.enabled = False   # this file system (or directory) cannot
             return None
 
 

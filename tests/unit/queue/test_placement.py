@@ -98,6 +98,23 @@ class SpreadCreatorTests(SynchronousTestCase):
         self.assertFalse(creator.enabled)
         self.assertIsNone(creator.open(0o644))
 
+    def test_passing_trouble_does_not_disable(self):
+        """Out of descriptors (or space) says nothing about the file system:
+        this message goes the old way, the next one tries again."""
+        import errno
+
+        creator = SpreadCreator(self.dirs)
+
+        def full(*args):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        with mock.patch("indimail.queue.placement.os.open", full):
+            self.assertIsNone(creator.open(0o644))
+        self.assertTrue(creator.enabled)
+        fd = creator.open(0o644)
+        self.assertIsNotNone(fd)
+        os.close(fd)
+
     def test_no_directories(self):
         self.assertFalse(SpreadCreator([]).enabled)
 
