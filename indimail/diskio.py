@@ -29,14 +29,13 @@ def write_file(path, data: bytes, *, flags: int, mode: int = 0o600,
 
 
 def read_to_end(fd: int, size_hint: int = 0, chunk: int = 65536) -> bytes:
-    """Every byte from *fd*'s position to its end, in as few ``read`` calls
-    as the hint allows (one more read confirms the end)."""
+    """Every byte from *fd*'s position to its end: a file of *size_hint*
+    bytes in one ``read`` (one more confirms the end)."""
     parts = []
-    want = max(size_hint, 1)
+    size = max(size_hint + 1, chunk)
     while True:
-        data = os.read(fd, max(want, chunk) if not parts else chunk)
+        data = os.read(fd, size)
         if not data:
             return b"".join(parts)
         parts.append(data)
-        want = 0
-
+        size = chunk

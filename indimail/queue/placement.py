@@ -20,10 +20,11 @@ share of the churn:
   the queue and its split directories before their sub-directories are
   made, so the allocator scatters those sub-directories over the disk the
   way it scatters top-level directories;
-* :func:`open_spread` makes the message's inode as an unnamed file
+* :class:`SpreadCreator` makes the message's inode as an unnamed file
   (``O_TMPFILE``) in a split directory chosen round-robin, so the message
-  inodes do not all come from ``pid/``'s group.  The caller links it into
-  ``pid/`` at once: the queue's files and names are exactly as before.
+  inodes do not all come from ``pid/``'s group.  The caller names it in
+  ``pid/`` at once (:func:`link_unnamed`): the queue's files and names are
+  exactly as before.
 
 Both are best effort: on a file system without the flag or ``O_TMPFILE``
 nothing changes.
@@ -88,9 +89,11 @@ class SpreadCreator:
     """Makes unnamed files round-robin over a list of directories.
 
     :meth:`open` returns a descriptor of a new, unnamed regular file, or
-    None when the file system cannot make one (the caller then creates a
-    named file as before; after the first such failure this creator stops
-    trying).  :func:`link_unnamed` gives the file its first name.
+    None when none can be made (the caller then creates a named file as
+    before).  After a failure that comes from the file system or the
+    directory this creator stops trying; running out of descriptors, space
+    or memory does not count.  :func:`link_unnamed` gives the file its
+    first name.
     """
 
     def __init__(self, directories: list[str]):
