@@ -99,8 +99,9 @@ def _key(scope: int, ip: str) -> bytes:
 
 
 def _region_size(slots: int, scopes: int) -> int:
-    """Bytes of one worker's region: totals, used count, slots (64-aligned)."""
-    return (4 * scopes + 4 + slots * SLOT.size + 63) // 64 * 64
+    """Bytes of one worker's region: totals, used count, the accepting
+    flag, slots (64-aligned)."""
+    return (4 * scopes + 8 + slots * SLOT.size + 63) // 64 * 64
 
 
 class SharedTable:
@@ -118,7 +119,8 @@ class SharedTable:
         # region: per scope the session total, the used-slot count, the slots
         self._totals_size = 4 * self.scopes
         self._used_offset = self._totals_size
-        self._slots_offset = self._totals_size + 4
+        self._accepting_offset = self._totals_size + 4
+        self._slots_offset = self._totals_size + 8
         self.region_size = _region_size(self.slots, self.scopes)
         self.size = HEADER_SIZE + self.workers * self.region_size
         self.map = mmap.mmap(fd, self.size)
@@ -185,6 +187,26 @@ class SharedTable:
             if index is not None:
                 total += SLOT.unpack_from(self.map, self._slot(self._region(w), index))[1]
         return total
+
+    def mark_accepting(self, worker: int) -> None:
+        """*worker* is up and accepting (a reset, e.g. at its death, clears it)."""
+        COUNT.pack_into(self.map, self._region(worker) + self._accepting_offset, 1)
+
+    def accepting(self, worker: int) -> bool:
+        return COUNT.unpack_from(self.map, self._region(worker) + self._accepting_offset)[0] == 1
+
+    def sessions_of(self, worker: int) -> int:
+        """Open sessions of *worker* over all its listeners, read without the
+        lock (a hint for balancing, not a limit)."""
+        base = self._region(worker)
+        return sum(COUNT.unpack_from(self.map, base + 4 * scope)[0]
+                   for scope in range(self.scopes))
+
+    def has_less_busy_peer(self, worker: int) -> bool:
+        """Whether another accepting worker has fewer open sessions than *worker*."""
+        mine = self.sessions_of(worker)
+        return any(self.sessions_of(w) < mine for w in range(1, self.workers + 1)
+                   if w != worker and self.accepting(w))
 
     # -- one region's hash table -------------------------------------------------
     def _slot(self, base: int, index: int) -> int:

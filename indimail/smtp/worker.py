@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from indimail.config.home import Home
     from indimail.smtp.service import SMTPService
+    from indimail.smtp.sharedport import adopt_shared_port
     from indimail.smtp.workers import family_of
 
     svc = SMTPService(Home.from_env(args.home), reactor=reactor, env=os.environ)
@@ -104,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             factory.limits = table.view(args.worker, scope)
         if tls:
             factory = tls_factory(reactor, description, factory)
-        ports.append(reactor.adoptStreamPort(fd, family_of(fd), factory))
+        balance = None if table is None else (lambda: table.has_less_busy_peer(args.worker))
+        ports.append(adopt_shared_port(reactor, fd, family_of(fd), factory, balance))
         os.close(fd)   # the port holds its own duplicate
+    if table is not None:
+        table.mark_accepting(args.worker)
 
     def orphaned() -> None:
         if os.getppid() != parent:

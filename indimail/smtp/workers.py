@@ -6,7 +6,8 @@ service binds every SMTP listener itself (so bind errors and the
 ``starting on PORT`` line stay in the main process), stops accepting on
 them, and hands the listening sockets to N worker processes
 (``python -m indimail.smtp.worker``), which accept, speak SMTP and queue.
-The kernel spreads new connections over the workers.  The main process
+The least busy worker takes the next connection
+(:mod:`indimail.smtp.sharedport`).  The main process
 keeps the delivery engine, restarts a worker that dies, forwards SIGHUP and
 stops the workers (they finish their sessions) when it stops.  Workers log
 through their stdout, which the main process re-emits into its own log.

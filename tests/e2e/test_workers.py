@@ -9,6 +9,8 @@ import re
 import signal
 import smtplib
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from twisted.internet import defer, endpoints, reactor, threads
 from twisted.internet.protocol import Protocol
@@ -23,6 +25,34 @@ def _send(port: int, subject: str) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail("bob@remote.test", ["alice@example.com"],
                         f"Subject: {subject}\r\n\r\nbody\r\n")
+
+
+def _send_together(port: int, count: int, workers: list[int]) -> None:
+    """*count* connections queued while the *workers* are stopped; the first
+    worker wakes 30 ms before the others (it could take them all); then a
+    message is sent over each connection."""
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=60)
+                 for _ in range(count)]
+        os.kill(workers[0], signal.SIGCONT)
+        time.sleep(0.03)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+
+    def one(n: int) -> None:
+        client = smtplib.SMTP()
+        client.sock = socks[n]
+        code, _ = client.getreply()   # the greeting
+        assert code == 220, code
+        client.sendmail("bob@remote.test", ["alice@example.com"],
+                        f"Subject: together {n}\r\n\r\nbody\r\n")
+        client.quit()
+
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(one, range(count)))
 
 
 def _ehlo(port: int) -> str:
@@ -82,6 +112,20 @@ class WorkerTests(_Service, unittest.TestCase):
         self.assertTrue(pids, self.system.server.output[-2000:])
         self.assertTrue(pids <= set(workers), (pids, workers))
         self.assertNotIn(main, pids)
+
+    @defer.inlineCallbacks
+    def test_sessions_opened_together_are_spread_over_the_workers(self):
+        """Twenty connections waiting at once: the less busy worker takes the
+        next one, so both workers hold sessions even when one wakes first
+        (a greedy accept gives it the whole burst)."""
+        main = yield defer.ensureDeferred(self.start())
+        workers = _children(main)
+        yield threads.deferToThread(_send_together, self.system.smtp_port, 20, workers)
+        yield defer.ensureDeferred(self.system.wait_files(self.system.alice_new, 20))
+        pids = re.findall(r"qmail-smtpd: pid (\d+) from", self.system.server.output)
+        shares = {pid: pids.count(str(pid)) for pid in workers}
+        self.assertEqual(sum(shares.values()), 20, self.system.server.output[-2000:])
+        self.assertTrue(all(share >= 6 for share in shares.values()), shares)
 
     @defer.inlineCallbacks
     def test_a_dead_worker_is_restarted(self):

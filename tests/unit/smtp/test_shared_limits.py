@@ -93,6 +93,28 @@ class TwoWorkers(TableCase):
         self.assertIsNotNone(w1.acquire("192.0.2.9", 2, 0).release)
         self.assertIsNone(w1.acquire("192.0.2.9", 2, 0).release)
 
+    def test_less_busy_peer_counts_every_listener_of_accepting_workers(self):
+        """The balancing hint: another accepting worker with fewer sessions
+        (over all its listeners) is less busy; a worker that is not accepting
+        (starting, or reset at its death) is never chosen."""
+        t = self.table(workers=3)
+        for w in (1, 2, 3):
+            t.mark_accepting(w)
+        t.view(1, 0).acquire("192.0.2.9", 0, 0)
+        t.view(1, 1).acquire("192.0.2.9", 0, 0)
+        t.view(2, 0).acquire("192.0.2.9", 0, 0)
+        t.view(3, 1).acquire("192.0.2.9", 0, 0)
+        t.view(3, 1).acquire("192.0.2.9", 0, 0)
+        self.assertEqual([t.sessions_of(w) for w in (1, 2, 3)], [2, 1, 2])
+        self.assertTrue(t.has_less_busy_peer(1))
+        self.assertFalse(t.has_less_busy_peer(2))
+        t.reset(2)      # worker 2 died: its region is zeroed, so is its flag
+        self.assertEqual(t.sessions_of(2), 0)
+        self.assertFalse(t.has_less_busy_peer(1))
+        t.mark_accepting(2)
+        self.assertTrue(t.has_less_busy_peer(1))
+        self.assertTrue(t.has_less_busy_peer(3))
+
     def test_release_after_a_reset_does_not_go_negative(self):
         """A release for a session counted before a reset leaves the counts at zero."""
         t = self.table()
