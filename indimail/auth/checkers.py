@@ -18,7 +18,7 @@ import os
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth import schemes

@@ -19,7 +19,7 @@ from __future__ import annotations
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, protocol
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth.credentials import (AUTH_METHOD_NUMBERS, ICramCredentials,

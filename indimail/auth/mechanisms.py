@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 
 from twisted.cred import error as cred_error
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.auth import scram
 from indimail.auth.credentials import CramCredentials, DigestMD5Credentials, UsernamePassword

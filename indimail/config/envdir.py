@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from .control import ControlFileError
 from .environment import Environment

@@ -17,7 +17,7 @@ from typing import Mapping
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFileError
 from indimail.config.environment import Environment

@@ -23,7 +23,7 @@ import os
 from typing import Mapping
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.delivery.program import CollectOutput
 from indimail.delivery.result import DEFERRAL, FAILURE, SUCCESS, DeliveryResult

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
 from .api import CONTINUE, HOOKS, Result, Verdict, denysoft

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat

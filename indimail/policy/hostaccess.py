@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
 from indimail.plugins.api import ORDER_ACCESS, deny

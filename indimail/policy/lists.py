@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import cdblib
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat

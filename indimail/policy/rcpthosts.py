@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFiles
 from indimail.plugins.api import ORDER_RELAY, accept, deny

@@ -16,7 +16,7 @@ Both do nothing (no database is touched) when their variable is unset.
 from __future__ import annotations
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.plugins.api import ORDER_CHECKS, ORDER_FIRST, denysoft
 

@@ -47,7 +47,7 @@ from typing import Callable, Iterable, Mapping
 
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 

@@ -18,7 +18,7 @@ from typing import Mapping
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorThreads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from typing import Callable
 

@@ -15,7 +15,7 @@ import os
 from typing import Callable
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 
 class _FifoReader(FileDescriptor):

@@ -42,7 +42,7 @@ from typing import Callable
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
 from indimail.config.control import ControlFileError

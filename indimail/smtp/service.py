@@ -35,7 +35,7 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import ServerFactory
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFiles
 from indimail.config.envdir import read_envdir, service_environment

@@ -8,7 +8,7 @@ certificate exists; an explicit ``--smtps`` always is.
 from __future__ import annotations
 
 from twisted.application import service
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from twisted.python import usage
 
 from indimail.config.home import Home

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 from OpenSSL import SSL
 from twisted.internet import endpoints, ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from .tlsclients import ClientCA, cert_dir

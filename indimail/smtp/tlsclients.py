@@ -25,7 +25,7 @@ from typing import Mapping
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from . import reply
 from .received import safe

@@ -31,7 +31,7 @@ from twisted.application import service
 from pathlib import Path
 
 from twisted.internet import defer, endpoints, protocol, task, threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
 from indimail.queue.layout import QueueDir, split_from_env

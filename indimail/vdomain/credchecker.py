@@ -27,7 +27,7 @@ from typing import Callable, Mapping
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth import schemes

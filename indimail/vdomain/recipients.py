@@ -33,7 +33,7 @@ from typing import Mapping
 
 import cdblib
 from twisted.internet import defer, error, protocol, task, threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFiles
 from indimail.plugins.api import CONTINUE, Result, denysoft, deny, disconnect

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Mapping
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from .store import RELAY_CLEAR_MINUTES, deferred
 

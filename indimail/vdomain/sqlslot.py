@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from . import schema
 from .backend import Backend

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from . import schema
 from .coalesce import Coalescer

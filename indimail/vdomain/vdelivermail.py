@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 
-from twisted.logger import Logger
+from indimail.fastlog import Logger
 
 from indimail.delivery.maildir import MaildirWriter
 from indimail.delivery.result import (
