@@ -33,6 +33,19 @@ class ReceivedLineTests(SynchronousTestCase):
         self.assertRegex(rfc5322_date(1666373676),
                          r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}$")
 
+    def test_date_made_once_per_second_is_the_same_text(self):
+        """The per-second cache gives what formatting each time gives, for
+        fractions of a second, a new second, and a fraction that rounds up."""
+        from indimail.queue import received
+        for now in (1666373676.0, 1666373676.25, 1666373676.75, 1666373677.5,
+                    1666373677.9999997, 1666373676.5):
+            self.assertEqual(rfc5322_date(now), received._format(now), now)
+        calls = []
+        self.patch(received, "_format", lambda now: calls.append(now) or "text")
+        self.patch(received, "_last", None)
+        self.assertEqual([rfc5322_date(t) for t in (10.1, 10.9, 11.0)], ["text"] * 3)
+        self.assertEqual(calls, [10, 11])
+
     def test_bad_invoked(self):
         """An unknown invoked form is a programming error."""
         self.assertRaises(ValueError, received_line, 1, 1, "sideways")
