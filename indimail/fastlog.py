@@ -6,8 +6,10 @@ event.  The delivery engine writes qmail-send's lines for every message and
 relays the SMTP workers' lines, so under load that check alone was 7-9 % of
 the delivery process's Python time.  This ``Logger`` checks against a set
 made once and builds the same event; an unknown level still goes to
-Twisted's ``emit``, which reports it.  Use it wherever a module would use
-Twisted's (``from indimail.fastlog import Logger``).
+Twisted's ``emit``, which reports it.  A process whose log drops debug
+events says so with :func:`drop_debug`, and ``debug`` then makes none.  Use
+it wherever a module would use Twisted's (``from indimail.fastlog import
+Logger``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,24 @@ from twisted.logger import Logger as TwistedLogger
 from twisted.logger import LogLevel
 
 _LEVELS = frozenset(LogLevel.iterconstants())
+_debug_observed = True
+
+
+def drop_debug(dropped: bool = True) -> None:
+    """Say that no observer of this process keeps debug events (the SMTP
+    workers' log keeps info and above): ``log.debug`` then makes no event.
+    The plugin chain logs every plugin's verdict at debug level, eight or so
+    per RCPT, each an event built only for the filter to throw away."""
+    global _debug_observed
+    _debug_observed = not dropped
 
 
 class Logger(TwistedLogger):
     """``twisted.logger.Logger`` with a cheaper :meth:`emit`."""
+
+    def debug(self, format: str | None = None, **kwargs: object) -> None:
+        if _debug_observed:
+            self.emit(LogLevel.debug, format, **kwargs)
 
     def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
         if level not in _LEVELS:

@@ -23,6 +23,7 @@ import sys
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
                             globalLogBeginner)
 
+from indimail.fastlog import drop_debug
 from indimail.logbuffer import TurnBufferedFile
 from indimail.logformat import EventText
 
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     stdout = TurnBufferedFile(sys.stdout)   # one write per reactor turn once attached
     observer = FilteringLogObserver(lambda event: stdout.write(_line(event)),
                                     [LogLevelFilterPredicate(LogLevel.info)])
+    drop_debug()   # the filter above would throw every debug event away
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
     from twisted.internet import reactor, task

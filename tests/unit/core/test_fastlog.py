@@ -63,3 +63,14 @@ class FastLoggerTests(SynchronousTestCase):
         owner = _Owner()
         self.assertIsInstance(owner.log, Logger)
         self.assertIs(owner.log.source, owner)
+
+    def test_debug_dropped_where_no_observer_keeps_it(self):
+        events = []
+        log = Logger(observer=LogPublisher(events.append))
+        log.debug("kept {n}", n=1)
+        fastlog.drop_debug()
+        self.addCleanup(fastlog.drop_debug, False)
+        log.debug("dropped")
+        log.info("info still {n}", n=2)
+        self.assertEqual([e["log_format"] for e in events], ["kept {n}", "info still {n}"])
+        self.assertEqual(events[0]["log_level"], LogLevel.debug)
