@@ -264,8 +264,9 @@ class QueueWriter:
             self._headers.feed(data)
 
     # stage 3, 4 and 5 -----------------------------------------------------
-    def commit(self, envelope: Envelope) -> int:
-        """Write the envelope, link todo, pull the trigger; returns the id."""
+    def commit(self, envelope: Envelope, *, pull_trigger: bool = True) -> int:
+        """Write the envelope, link todo, pull the trigger (unless the caller
+        pulls it itself, *pull_trigger* False); returns the id."""
         if self._messfd is None or self.msgid is None:
             raise QueueError(errors.INTERNAL_BUG)
         try:
@@ -288,7 +289,8 @@ class QueueWriter:
         self.committed = True
         self._close()
         self._drop_pid_file()
-        trigger_pull(self.queue.trigger)
+        if pull_trigger:
+            trigger_pull(self.queue.trigger)
         return self.msgid
 
     def _write_intd(self, data: bytes) -> None:
@@ -712,11 +714,18 @@ class IncomingMessage:
         extra = extra_recipients(self.env, self._enq.home.control)
         recipients = with_archive(self._enq.home.control, self.env, sender, recipients)
         env = Envelope(sender, extra + recipients, extra_headers=qqeh)
-        return self._writer.commit(env)
+        return self._writer.commit(env, pull_trigger=False)
 
     def _committed(self, msgid: int) -> None:
+        """The message is queued: tell the caller (the SMTP session sends its
+        250 from this callback), then wake the delivery engine.  Pulled in the
+        thread before, the trigger let the engine's threads take both cores
+        while the 250 still waited for the writing thread to come back."""
         d, self._finish_d = self._finish_d, None
-        d.callback(msgid)
+        try:
+            d.callback(msgid)
+        finally:
+            trigger_pull(self._writer.queue.trigger)
 
     def _settle(self) -> None:
         """After cleanup of a failed/aborted message: report to waiters."""

@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
@@ -175,6 +175,26 @@ class EnqueuerTests(TestCase):
         msgid = yield msg.finish("a@b", ["c@d"])
         self.assertEqual(trips, ["_open_write_commit"])
         self.assertTrue(enq.queues()[0].mess(msgid).read_bytes().endswith(b"small body\n"))
+
+    @defer.inlineCallbacks
+    def test_trigger_pulled_after_the_callers_callbacks(self):
+        """The delivery engine is woken once the caller has had the id (an
+        SMTP session sends its 250 from that callback), not before."""
+        enq = self.enqueuer()
+        fd = os.open(enq.queues()[0].trigger, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, fd)
+        msg = enq.begin()
+        msg.write(b"Subject: hi\n\nbody\n")
+        seen = []
+
+        def on_queued(msgid):
+            seen.append(os.read(fd, 10))
+            return msgid
+        msgid = yield msg.finish("a@b", ["c@d"]).addCallback(on_queued)
+        self.assertEqual(seen, [b""])   # no byte yet
+        yield task.deferLater(reactor, 0, lambda: None)   # finish() resumed us inside its callback
+        self.assertEqual(os.read(fd, 10), b"\0")
+        self.assertTrue(enq.queues()[0].todo(msgid).exists())
 
     @defer.inlineCallbacks
     def test_large_message_file_made_before_finish(self):

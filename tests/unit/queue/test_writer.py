@@ -139,6 +139,16 @@ class QueueWriterTests(SynchronousTestCase):
         w.commit(Envelope("a@b", ["c@d"]))
         self.assertEqual(os.read(fd, 10), b"\0")
 
+    def test_trigger_left_to_the_caller(self):
+        """commit(pull_trigger=False) queues the message and writes no byte."""
+        fd = os.open(self.queue.trigger, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, fd)
+        w = self.writer()
+        w.open(RECEIVED)
+        msgid = w.commit(Envelope("a@b", ["c@d"]), pull_trigger=False)
+        self.assertTrue(self.queue.todo(msgid).exists())
+        self.assertEqual(os.read(fd, 10), b"")   # no writer ever came
+
     def test_trigger_without_reader(self):
         """No reader on the FIFO is not an error."""
         w = self.writer()
