@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import string
 import time
+
 from twisted.logger import (
     FileLogObserver, LogLevel, formatEvent, formatEventAsClassicLogText, formatTime,
     timeFormatRFC3339)
 
+from indimail.persecond import PerSecond
+
 _PARSER = string.Formatter()
-ROUNDS_UP = 0.9999995   # datetime.fromtimestamp rounds to the microsecond
 
 
 def _template(fmt: str) -> tuple[tuple[str, str | None], ...] | None:
@@ -74,7 +76,7 @@ class ClassicFormat:
     def __init__(self, time_format: str | None = timeFormatRFC3339):
         self.time_format = time_format
         self.text = EventText()
-        self._stamp: tuple[int, str] | None = None   # (second, its text): one object, for threads
+        self._stamps = PerSecond(lambda when: formatTime(when, self.time_format))
         self._systems: dict[tuple[str, object], str] = {}
 
     def __call__(self, event) -> str | None:
@@ -99,15 +101,7 @@ class ClassicFormat:
         return line.replace("\n", "\n\t") + "\n"
 
     def _time(self, when) -> str:
-        if when is None:
-            return "-"
-        second = int(when // 1)
-        if when - second >= ROUNDS_UP:   # datetime rounds it to the next second
-            return formatTime(when, self.time_format)
-        stamp = self._stamp
-        if stamp is None or stamp[0] != second:
-            stamp = self._stamp = (second, formatTime(second, self.time_format))
-        return stamp[1]
+        return "-" if when is None else self._stamps(when)
 
     def _twisted(self, event) -> str | None:
         return formatEventAsClassicLogText(

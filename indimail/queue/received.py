@@ -12,31 +12,24 @@ import time
 from datetime import datetime
 from email.utils import format_datetime
 
+from indimail.persecond import PerSecond
+
 INVOKED = ("uid", "network", "bounce", "alias")
 
 
-ROUNDS_UP = 0.9999995   # datetime.fromtimestamp rounds this to the next second
-_last: tuple[int, str] | None = None   # (second, its text): one object, for threads
+def _format(now: float) -> str:
+    return format_datetime(datetime.fromtimestamp(now).astimezone())
+
+
+_dates = PerSecond(_format)
 
 
 def rfc5322_date(now: float) -> str:
     """*now* as ``Fri, 21 Oct 2022 23:04:36 +0530`` in local time.
 
     Every message needs two or three of these (greeting, SMTP Received line,
-    queue Received line), and making one is a time zone lookup and a
-    formatting pass: the text is made once per second."""
-    global _last
-    second = int(now // 1)
-    if now - second >= ROUNDS_UP:
-        return _format(now)
-    last = _last
-    if last is None or last[0] != second:
-        last = _last = (second, _format(second))
-    return last[1]
-
-
-def _format(now: float) -> str:
-    return format_datetime(datetime.fromtimestamp(now).astimezone())
+    queue Received line): the text is made once per second."""
+    return _dates(now)
 
 
 def received_line(pid: int, uid: int, invoked: str = "uid",

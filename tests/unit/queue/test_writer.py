@@ -9,6 +9,7 @@ from indimail.queue.enqueue import (QueueWriter, fsync_enabled, min_free,
                                     syncdir_enabled, writer_for)
 from indimail.queue.envelope import Envelope
 from indimail.queue.errors import QueueError
+from indimail.persecond import PerSecond
 from indimail.queue.received import received_line, rfc5322_date
 
 from .helpers import make_queue, queue_files, tmp_path
@@ -41,8 +42,7 @@ class ReceivedLineTests(SynchronousTestCase):
                     1666373677.9999997, 1666373676.5):
             self.assertEqual(rfc5322_date(now), received._format(now), now)
         calls = []
-        self.patch(received, "_format", lambda now: calls.append(now) or "text")
-        self.patch(received, "_last", None)
+        self.patch(received, "_dates", PerSecond(lambda now: calls.append(now) or "text"))
         self.assertEqual([rfc5322_date(t) for t in (10.1, 10.9, 11.0)], ["text"] * 3)
         self.assertEqual(calls, [10, 11])
 
