@@ -18,7 +18,6 @@ import os
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import threads
-from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth import schemes
@@ -27,6 +26,7 @@ from indimail.auth.credentials import (ICramCredentials, IDigestMD5Credentials,
                                        IUsernamePassword)
 from indimail.auth.realm import (CAP_CRAM, CAP_PLAIN, CAP_SCRAM_SHA1,
                                  CAP_SCRAM_SHA256, AvatarId)
+from indimail.fastlog import Logger
 
 log = Logger()
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, protocol
-from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth.credentials import (AUTH_METHOD_NUMBERS, ICramCredentials,
                                        IDigestMD5Credentials, IUsernamePassword)
 from indimail.auth.realm import CAP_CRAM, CAP_PLAIN, AvatarId
+from indimail.fastlog import Logger
 
 log = Logger()
 

@@ -21,13 +21,13 @@ from typing import Callable, Mapping
 
 from twisted.cred import error as cred_error
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
 from indimail.auth import scram
 from indimail.auth.credentials import CramCredentials, DigestMD5Credentials, UsernamePassword
 from indimail.auth.realm import IAuthenticatedUser
 from indimail.auth.sasl import (BAD_CREDENTIALS, MALFORMED, TEMP_FAILURE,
                                 AuthFailed, Challenge, Success)
+from indimail.fastlog import Logger
 
 log = Logger()
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Mapping
 
 from indimail.fastlog import Logger
-
 from .control import ControlFileError
 from .environment import Environment
 from .home import Home

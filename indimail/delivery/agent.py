@@ -17,13 +17,13 @@ from typing import Mapping
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
-from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFileError
 from indimail.config.environment import Environment
 from indimail.config.envrules import load_envrules, match_envrules
 from indimail.delivery import filter as dfilter
 from indimail.delivery.result import DEFERRAL, DeliveryError, DeliveryResult, temporary
+from indimail.fastlog import Logger
 
 
 def split_address(address: str) -> tuple[str, str]:

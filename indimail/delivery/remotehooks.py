@@ -23,10 +23,10 @@ import os
 from typing import Mapping
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
 from indimail.delivery.program import CollectOutput
 from indimail.delivery.result import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
+from indimail.fastlog import Logger
 
 log = Logger()
 ARGV0 = "qmail-remote"

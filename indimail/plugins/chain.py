@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
+from indimail.fastlog import Logger
 from .api import CONTINUE, HOOKS, Result, Verdict, denysoft
 
 log = Logger()

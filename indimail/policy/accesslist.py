@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_CHECKS, deny, denysoft
 from indimail.policy.lists import CHECK_INTERVAL, QregexSwitch, WatchedFile, plugin_reactor
 

@@ -19,8 +19,8 @@ use SMTP (``553 SMTP Access denied (#5.7.1)``).
 from __future__ import annotations
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_SENDER, deny, denysoft
 from indimail.policy.rcpthosts import RelayPolicy
 

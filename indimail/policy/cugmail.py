@@ -26,8 +26,8 @@ import enum
 from pathlib import Path
 
 from twisted.internet import defer, task, threads
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_SENDER, deny, denysoft
 from indimail.policy.lists import plugin_reactor
 from indimail.policy.rcpthosts import RelayPolicy

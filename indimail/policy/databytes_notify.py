@@ -27,8 +27,8 @@ when the service passes its sink, else an Enqueuer of the home's queue
 from __future__ import annotations
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_DEFAULT
 from indimail.queue.bounce import date822
 from indimail.smtp.received import smtpd_received

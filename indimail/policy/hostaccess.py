@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_ACCESS, deny
 from indimail.policy.lists import CHECK_INTERVAL, plugin_reactor
 

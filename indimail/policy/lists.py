@@ -27,10 +27,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import cdblib
 from twisted.internet import defer, threads
-from indimail.fastlog import Logger
 
 from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat
+from indimail.fastlog import Logger
 
 log = Logger()
 

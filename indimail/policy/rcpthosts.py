@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from indimail.fastlog import Logger
-
 from indimail.config.control import ControlFiles
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_RELAY, accept, deny
 from indimail.smtp import reply
 from indimail.smtp.address import domain_of

@@ -16,8 +16,8 @@ Both do nothing (no database is touched) when their variable is unset.
 from __future__ import annotations
 
 from twisted.internet import defer
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_CHECKS, ORDER_FIRST, denysoft
 
 log = Logger()

@@ -47,12 +47,12 @@ from typing import Callable, Iterable, Mapping
 
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
-from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from indimail.diskio import write_all
 
+from indimail.fastlog import Logger
 from . import errors
 from .envelope import MAX_ADDRESS, Envelope
 from .envheaders import HeaderCollector, load_envheaders

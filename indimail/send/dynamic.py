@@ -18,8 +18,8 @@ from typing import Callable, Mapping
 
 from twisted.application import service
 from twisted.internet import defer, task
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.queue.fix import queue_fix
 from indimail.queue.layout import COUNT_FILE, QueueDir, split_from_env
 

@@ -24,8 +24,8 @@ from typing import Callable
 from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorFDSet
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from indimail.queue.bounce import (BounceConfig, bounce_envelope, bounce_record,
                                    bounce_sender, bounced_address, build_bounce,
                                    inject_bounce, read_bounce_parts, strip_vdom_prepend)

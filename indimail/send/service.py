@@ -18,12 +18,12 @@ from typing import Mapping
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorThreads
-from indimail.fastlog import Logger
 
 from typing import Callable
 
 from indimail.config.control import ControlFiles
 from indimail.config.home import Home
+from indimail.fastlog import Logger
 from indimail.queue.layout import QueueDir, configured_queues, split_from_env
 from indimail.send.config import SendConfig
 from indimail.send.engine import QueueEngine

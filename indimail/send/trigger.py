@@ -15,6 +15,7 @@ import os
 from typing import Callable
 
 from twisted.internet.abstract import FileDescriptor
+
 from indimail.fastlog import Logger
 
 

@@ -42,10 +42,10 @@ from typing import Callable
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
-from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
 from indimail.config.control import ControlFileError
+from indimail.fastlog import Logger
 from indimail.plugins.api import Result, Verdict
 from indimail.plugins.context import HookContext
 from indimail.queue.errors import QueueError

@@ -35,13 +35,13 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import ServerFactory
-from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFiles
 from indimail.config.envdir import read_envdir, service_environment
 from indimail.config.environment import Environment
 from indimail.config.home import Home
 from indimail.config.tcprules import TcpRulesFile
+from indimail.fastlog import Logger
 from indimail.plugins.api import PluginSetup
 from indimail.plugins.chain import DEFAULT_TIMEOUT, PluginChain
 from indimail.plugins.loader import CONTROL as PLUGINS_CONTROL

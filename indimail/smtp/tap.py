@@ -8,10 +8,10 @@ certificate exists; an explicit ``--smtps`` always is.
 from __future__ import annotations
 
 from twisted.application import service
-from indimail.fastlog import Logger
 from twisted.python import usage
 
 from indimail.config.home import Home
+from indimail.fastlog import Logger
 from indimail.listeners import (HOME_PARAMETER, LISTENER_PARAMETERS, SYNOPSIS,
                                  default_smtps, listener)
 

@@ -26,9 +26,9 @@ from typing import Callable, Mapping
 from OpenSSL import SSL
 from twisted.internet import endpoints, ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from indimail.fastlog import Logger
 from zope.interface import implementer
 
+from indimail.fastlog import Logger
 from .tlsclients import ClientCA, cert_dir
 
 log = Logger()

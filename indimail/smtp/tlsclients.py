@@ -25,8 +25,8 @@ from typing import Mapping
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from . import reply
 from .received import safe
 

@@ -31,9 +31,9 @@ from twisted.application import service
 from pathlib import Path
 
 from twisted.internet import defer, endpoints, protocol, task, threads
-from indimail.fastlog import Logger
 from twisted.python.failure import Failure
 
+from indimail.fastlog import Logger
 from indimail.queue.layout import QueueDir, split_from_env
 from indimail.queue.reap import pid_alive, reap_dead_writers
 from indimail.smtp.limits import SharedTable

@@ -27,7 +27,6 @@ from typing import Callable, Mapping
 from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, threads
-from indimail.fastlog import Logger
 from zope.interface import implementer
 
 from indimail.auth import schemes
@@ -38,6 +37,7 @@ from indimail.auth.credentials import (ICramCredentials, IDigestMD5Credentials,
 from indimail.auth.realm import (CAP_CRAM, CAP_PLAIN, CAP_SCRAM_SHA1, CAP_SCRAM_SHA256,
                                  AvatarId)
 
+from indimail.fastlog import Logger
 from . import flags
 from .records import VUser
 

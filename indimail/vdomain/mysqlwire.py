@@ -26,6 +26,7 @@ from typing import Sequence
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, UNIXClientEndpoint
 from twisted.internet.error import ConnectionDone
+
 from indimail.fastlog import Logger
 
 log = Logger()

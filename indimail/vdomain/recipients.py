@@ -33,9 +33,9 @@ from typing import Mapping
 
 import cdblib
 from twisted.internet import defer, error, protocol, task, threads
-from indimail.fastlog import Logger
 
 from indimail.config.control import ControlFiles
+from indimail.fastlog import Logger
 from indimail.plugins.api import CONTINUE, Result, denysoft, deny, disconnect
 
 from . import flags

@@ -18,7 +18,6 @@ import ipaddress
 from typing import Mapping
 
 from indimail.fastlog import Logger
-
 from .store import RELAY_CLEAR_MINUTES, deferred
 
 log = Logger()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 
 from indimail.fastlog import Logger
-
 from . import schema
 from .backend import Backend
 

@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, threads
-from indimail.fastlog import Logger
 
+from indimail.fastlog import Logger
 from . import schema
 from .coalesce import Coalescer
 from .backend import Backend, McdEntry, SqliteBackend, backend_for_home

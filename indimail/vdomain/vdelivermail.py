@@ -32,12 +32,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Awaitable, Callable, Mapping
 
-from indimail.fastlog import Logger
-
 from indimail.delivery.maildir import MaildirWriter
 from indimail.delivery.result import (
     DEFERRAL, FAILURE, SUCCESS, DeliveryError, DeliveryResult, permanent, temporary)
 
+from indimail.fastlog import Logger
 from . import cluster, vfilter, warning
 from .flags import BOUNCE_MAIL
 from .maildirsize import MaildirSize, Usage, count_maildir
