@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import cdblib
 
@@ -55,6 +55,11 @@ def _stamp(path: Path | str) -> _Stamp | None:
     return _Stamp(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# "not looked at yet": the monotonic clock starts near 0 at boot, so 0.0
+# would count as "just looked" for the first CONTROL_RECHECK seconds of uptime
+NEVER = float("-inf")
+
+
 class _Cached:
     """One file's parsed content, reparsed only when the file changes."""
 
@@ -63,7 +68,7 @@ class _Cached:
         self._name = os.fspath(path)   # os.stat on a str: no pathlib work per lookup
         self.parse = parse
         self.recheck = recheck
-        self.checked = 0.0
+        self.checked = NEVER
         self.stamp: _Stamp | None = None
         self.value: object = None
         self.loaded = False
@@ -105,6 +110,16 @@ def _read_cdb(path: Path) -> cdblib.Reader:
 SqlLookup = Callable[[str, str], bool]
 
 
+def control_recheck(env: Mapping[str, str]) -> float:
+    """``CONTROL_RECHECK`` seconds (default 1; 0: look at every lookup): how
+    often a long-running service looks at a control file's stamp.  SIGHUP
+    makes it look at once."""
+    try:
+        return max(0.0, float(env.get("CONTROL_RECHECK", "1")))
+    except ValueError:
+        return 1.0
+
+
 class ControlFiles:
     """Cached access to the files of one control directory."""
 
@@ -123,7 +138,7 @@ class ControlFiles:
     def refresh(self) -> None:
         """Look at every file again at the next lookup (SIGHUP)."""
         for entry in list(self._cache.values()):
-            entry.checked = 0.0
+            entry.checked = NEVER
 
     def _cached(self, kind: object, name: str, parse: Callable[[Path], object]) -> object:
         key = (kind, name)

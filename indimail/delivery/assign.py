@@ -16,6 +16,7 @@ import errno
 import os
 import pwd
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -134,21 +135,35 @@ class Assign:
     """Lookups in a ``users/`` directory, reloaded when the files change.
     Blocking (reads files): call it from a worker thread."""
 
-    def __init__(self, users_dir: os.PathLike | str):
+    def __init__(self, users_dir: os.PathLike | str, recheck: float = 0.0):
+        """*recheck* > 0 looks at the files' stamps at most once in that
+        many seconds (:meth:`refresh` makes the next lookup look)."""
         self.dir = Path(users_dir)
+        self.recheck = recheck
+        self._checked: float | None = None
         self._stamp: tuple | None = None
         self._source: AssignTable | cdblib.Reader | None = None
         # Lookups run in several worker threads at once: a reload must be
         # seen whole or not at all (a half-loaded table bounced mail).
         self._lock = threading.Lock()
 
+    def refresh(self) -> None:
+        """Look at the files again at the next lookup (SIGHUP)."""
+        self._checked = None
+
     def _load(self) -> AssignTable | cdblib.Reader | None:
+        checked = self._checked
+        if checked is not None and time.monotonic() - checked < self.recheck:
+            return self._source
         cdb_path, text_path = self.dir / "cdb", self.dir / "assign"
         with self._lock:
+            now = time.monotonic()
             stamp = (_stat(cdb_path), _stat(text_path))
             if stamp != self._stamp:
                 self._source = self._read(stamp, cdb_path, text_path)
                 self._stamp = stamp
+            if self.recheck:   # only once the table is whole: others read it unlocked
+                self._checked = now
             return self._source
 
     @staticmethod

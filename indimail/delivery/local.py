@@ -193,7 +193,8 @@ class LocalDelivery(DeliveryAgent):
         self.clock = clock
         self.fsync = self.env.get("USE_FSYNC", "1") not in ("", "0")
         self.writer = writer or MaildirWriter(fsync=self.fsync, clock=clock)
-        self.assign = Assign(home.users)
+        # users/assign is looked at as often as the control files are
+        self.assign = Assign(home.users, recheck=getattr(control, "recheck", 0.0))
         self.users = UserResolver(self.assign, getpwnam=getpwnam, alias_user=alias_user)
         self.switch_users = os.geteuid() == 0 if switch_users is None else switch_users
         self._store = store
@@ -202,6 +203,10 @@ class LocalDelivery(DeliveryAgent):
         # trips to a thread; a few trips at once so their fsyncs overlap
         self._lookups = BatchRunner(self._thread, self._prepare, parallel=LOOKUP_TRIPS,
                                     limit=LOOKUP_BATCH)
+
+    def refresh(self) -> None:
+        """SIGHUP: look at ``users/assign`` and its cdb again at the next delivery."""
+        self.assign.refresh()
 
     async def _run(self, mess: Path, sender: str, recipient: str, qqeh: str) -> DeliveryResult:
         local, host = split_address(recipient)

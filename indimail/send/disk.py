@@ -80,12 +80,14 @@ def remove_message(queue: QueueDir, msgid: int) -> None:
     unlink(queue.file("info", msgid))
 
 
-def done_state(queue: QueueDir, msgid: int) -> tuple[Info, float] | None:
+def done_state(queue: QueueDir, msgid: int, *,
+               channels_gone: bool = False) -> tuple[Info, float] | None:
     """Blocking: (info, birth) when the message has no todo/local/remote
-    left but still an info file — i.e. it is ready to be finished."""
-    for path in (queue.file("local", msgid), queue.file("remote", msgid),
-                 queue.file("todo", msgid)):
-        if os.path.lexists(path):
+    left but still an info file — i.e. it is ready to be finished.
+    *channels_gone*: the caller has just seen that local and remote are gone."""
+    left = ("todo",) if channels_gone else ("local", "remote", "todo")
+    for kind in left:
+        if os.path.lexists(queue.file(kind, msgid)):
             return None
     try:
         with open(queue.file("info", msgid), "rb") as handle:
@@ -120,9 +122,10 @@ class FinishState:
     removed: bool = False   # no bounce: the message's files are gone already
 
 
-def finish_state(queue: QueueDir, msgid: int) -> FinishState | None:
+def finish_state(queue: QueueDir, msgid: int, *,
+                 channels_gone: bool = False) -> FinishState | None:
     """Blocking: :func:`done_state` plus whether ``bounce/id`` exists."""
-    state = done_state(queue, msgid)
+    state = done_state(queue, msgid, channels_gone=channels_gone)
     if state is None:
         return None
     return FinishState(state[0], state[1], os.path.lexists(queue.file("bounce", msgid)))
@@ -149,7 +152,7 @@ def close_channel(queue: QueueDir, msgid: int, channel: str, marks=(),
         raise
     if any(os.path.lexists(queue.file(c, msgid)) for c in CHANNELS):
         return False, None
-    state = finish_state(queue, msgid)
+    state = finish_state(queue, msgid, channels_gone=True)
     if remove and state is not None and not state.bounce:
         remove_message(queue, msgid)
         state.removed = True

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorThreads
 
 from typing import Callable
 
-from indimail.config.control import ControlFiles
+from indimail.config.control import ControlFiles, control_recheck
 from indimail.config.home import Home
 from indimail.fastlog import Logger
 from indimail.queue.layout import QueueDir, configured_queues, split_from_env
@@ -44,9 +44,12 @@ class SendService(service.MultiService):
 
     def __init__(self, reactor, *, install_signals: bool = False, enqueuer=None,
                  engine_factory: Callable[..., QueueEngine] | None = None,
-                 restart_delay: float = RESTART_DELAY, threadpool=None):
+                 restart_delay: float = RESTART_DELAY, threadpool=None,
+                 refreshers: tuple[Callable[[], None], ...] = ()):
         super().__init__()
         self.threadpool = threadpool   # ours: started and stopped with the service
+        # SIGHUP: what caches control files (looked at once a CONTROL_RECHECK)
+        self.refreshers = refreshers
         self.setName(NAME)
         self.reactor = reactor
         self.install_signals = install_signals
@@ -100,6 +103,8 @@ class SendService(service.MultiService):
     def reload(self) -> None:
         """SIGHUP: every engine reads its control files again."""
         self.log.info("status: reloading control files")
+        for refresh in self.refreshers:
+            refresh()
         for engine in self.engines:
             engine.reload()
 
@@ -159,7 +164,9 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
         from twisted.internet import reactor as global_reactor
         reactor = global_reactor
     senv = service_environment(home, "send", base=env)
-    control = ControlFiles(home.control)
+    # qmail-send reads its control files at start and on SIGHUP; here a
+    # file's stamp is looked at once a CONTROL_RECHECK, not per delivery
+    control = ControlFiles(home.control, recheck=control_recheck(senv))
     pool = None
     if blocking is None and IReactorThreads.providedBy(reactor):
         from indimail.queue.enqueue import QueueThreadPool
@@ -189,8 +196,12 @@ def make_send_service(home: Home, *, reactor=None, env: Mapping[str, str] | None
                            label=label, redis_factory=redis_factory,
                            **dict(engine_options or {}))
 
+    refreshers = [control.refresh]
+    if hasattr(local, "refresh"):
+        refreshers.append(local.refresh)
     top = SendService(reactor, install_signals=install_signals, enqueuer=own_enqueuer,
-                      engine_factory=make_engine, threadpool=pool)
+                      engine_factory=make_engine, threadpool=pool,
+                      refreshers=tuple(refreshers))
     if cache is not None:   # says QUIT on the idle connections at stop
         cache.setName("remote-connections")
         cache.setServiceParent(top)

@@ -36,7 +36,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import ServerFactory
 
-from indimail.config.control import ControlFiles
+from indimail.config.control import ControlFiles, control_recheck
 from indimail.config.envdir import read_envdir, service_environment
 from indimail.config.environment import Environment
 from indimail.config.home import Home
@@ -90,13 +90,6 @@ def tcp_environment(base: Mapping[str, str], peer, local,
         ("TCPREMOTEHOST", None), ("TCPREMOTEINFO", None),
     ])
     return env.apply(assignments)
-
-
-def _recheck(env: Mapping[str, str]) -> float:
-    try:
-        return max(0.0, float(env.get("CONTROL_RECHECK", "1")))
-    except ValueError:
-        return 1.0
 
 
 def _close_list_pools(result):
@@ -242,7 +235,7 @@ class SMTPService(service.MultiService):
         self.process_env = dict(os.environ if env is None else env)
         # A busy listener looks at each control file at most once a second
         # (CONTROL_RECHECK seconds; 0: at every lookup).
-        self.control = ControlFiles(home.control, recheck=_recheck(self.process_env))
+        self.control = ControlFiles(home.control, recheck=control_recheck(self.process_env))
         self.environments: dict[str, Environment] = {}
         self.server_tls: ServerTLS | None = None
         self.auths: dict[str, object] = {}

@@ -164,3 +164,19 @@ class RecheckTests(SynchronousTestCase):
             control.refresh()
             self.assertEqual(control.value("me"), "three.example")
             self.assertFalse(control.exists("rcpthosts"))
+
+    def test_refresh_works_soon_after_boot(self):
+        """refresh() makes the next lookup look even when the monotonic clock
+        (which starts near 0 at boot) is still below the recheck interval."""
+        from unittest import mock
+        path = self.mktemp()
+        os.makedirs(path)
+        with open(os.path.join(path, "me"), "w") as f:
+            f.write("one.example\n")
+        with mock.patch("indimail.config.control.time.monotonic", lambda: 5.0):
+            control = ControlFiles(path, recheck=3600.0)
+            self.assertEqual(control.value("me"), "one.example")
+            with open(os.path.join(path, "me"), "w") as f:
+                f.write("two.example.longer\n")
+            control.refresh()
+            self.assertEqual(control.value("me"), "two.example.longer")

@@ -125,6 +125,33 @@ class AssignDirectoryTests(SynchronousTestCase):
         os.utime(path, ns=(1, 1))
         self.assertEqual(assign.lookup("a").user, "second-user")
 
+    def test_recheck_looks_once_per_interval_or_after_refresh(self):
+        """Assign(recheck=N): an edit shows after N seconds or a refresh(),
+        not at the next lookup (a busy delivery engine stats users/ once)."""
+        from unittest import mock
+        path = self.dir / "assign"
+        path.write_text("=a:first:1:1:/a:::\n.\n")
+        now = [500.0]
+        with mock.patch("indimail.delivery.assign.time.monotonic", lambda: now[0]):
+            assign = Assign(self.dir, recheck=1.0)
+            self.assertEqual(assign.lookup("a").user, "first")
+            path.write_text("=a:second-user:1:1:/a:::\n.\n")
+            self.assertEqual(assign.lookup("a").user, "first")   # within the second
+            now[0] += 1.5
+            self.assertEqual(assign.lookup("a").user, "second-user")
+            path.write_text("=a:third-user-x:1:1:/a:::\n.\n")
+            assign.refresh()
+            self.assertEqual(assign.lookup("a").user, "third-user-x")
+
+    def test_recheck_zero_looks_every_time(self):
+        """Without recheck every lookup looks at the files (commands, tests)."""
+        path = self.dir / "assign"
+        path.write_text("=a:first:1:1:/a:::\n.\n")
+        assign = Assign(self.dir)
+        self.assertEqual(assign.lookup("a").user, "first")
+        path.write_text("=a:second-user:1:1:/a:::\n.\n")
+        self.assertEqual(assign.lookup("a").user, "second-user")
+
 
 class AssignConcurrencyTests(SynchronousTestCase):
 

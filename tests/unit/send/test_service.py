@@ -52,6 +52,29 @@ class ServiceTests(unittest.SynchronousTestCase):
         [engine] = svc.engines
         self.assertEqual(engine.config.concurrency["remote"], 3)
 
+    def test_control_files_are_rechecked_and_refreshed_on_sighup(self):
+        """The engine's control files are looked at once a CONTROL_RECHECK
+        (not per delivery, as qmail-send reads them at start), and SIGHUP's
+        reload makes every cache look again: control files and users/assign."""
+        home = self.home(CONTROL_RECHECK="3600")
+        os.makedirs(home.users)
+        (home.control / "maxdeliveredto").write_text("5\n")
+        (home.users / "assign").write_text("=a:first:1:1:/a:::\n.\n")
+        svc = make_send_service(home, reactor=task.Clock(), env={}, remote=FakeAgent(),
+                                enqueuer=FakeEnqueuer(), blocking=run_sync)
+        [engine] = svc.engines
+        local = engine.agents["local"]   # the real local deliverer, on the service's controls
+        control = local.control
+        self.assertEqual((control.recheck, local.assign.recheck), (3600.0, 3600.0))
+        self.assertEqual(control.value("maxdeliveredto"), "5")
+        self.assertEqual(local.assign.lookup("a").user, "first")
+        (home.control / "maxdeliveredto").write_text("77\n")
+        (home.users / "assign").write_text("=a:second-user:1:1:/a:::\n.\n")
+        self.assertEqual(control.value("maxdeliveredto"), "5")
+        svc.reload()
+        self.assertEqual(control.value("maxdeliveredto"), "77")
+        self.assertEqual(local.assign.lookup("a").user, "second-user")
+
     def test_when_ready(self):
         """when_ready fires once each engine's start-up scan is done."""
         svc = self.make(self.home(QUEUE_COUNT="2"))
