@@ -168,7 +168,7 @@ class QueueWriter:
         self._intdfd: int | None = None
         self._made_mess = False
         self._made_intd = False
-        self._pidfn: Path | None = None
+        self._pidfn: str | None = None
         self.committed = False
         self.size = 0
 
@@ -180,7 +180,7 @@ class QueueWriter:
     # stage 1 and 2 ------------------------------------------------------
     def open(self, received: bytes) -> int:
         """Create the mess file and write *received*; returns the id."""
-        if not self.queue.path.is_dir():
+        if not os.path.isdir(self.queue.root):
             raise QueueError(errors.MESS_FILE)   # upstream: chdir(queuedir) failed
         if self.min_free:
             self._check_space()
@@ -207,7 +207,7 @@ class QueueWriter:
         self._headers = headers
         return self.msgid
 
-    def _pid_open(self, now: int) -> tuple[int, Path]:
+    def _pid_open(self, now: int) -> tuple[int, str]:
         """Stage 1: a new inode named ``pid/<pid>.<time>.<seq>``.  The inode
         is made unnamed in one of the queue's ``mess`` directories and then
         linked into ``pid/`` (see :mod:`indimail.queue.placement`); where
@@ -217,7 +217,7 @@ class QueueWriter:
         if fd is not None:
             os.fchmod(fd, FILE_MODE)   # upstream's umask(033), whatever ours is
             for _ in range(10):
-                pidfn = self.queue.pid_dir / f"{self.pid}.{now}.{next(_seq)}"
+                pidfn = f"{self.queue.root}/pid/{self.pid}.{now}.{next(_seq)}"
                 try:
                     link_unnamed(fd, pidfn)
                     return fd, pidfn
@@ -227,7 +227,7 @@ class QueueWriter:
                     break
             os.close(fd)   # the unnamed inode goes with it
         for _ in range(10):
-            pidfn = self.queue.pid_dir / f"{self.pid}.{now}.{next(_seq)}"
+            pidfn = f"{self.queue.root}/pid/{self.pid}.{now}.{next(_seq)}"
             try:
                 fd = os.open(pidfn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
                 os.fchmod(fd, FILE_MODE)   # upstream's umask(033), whatever ours is

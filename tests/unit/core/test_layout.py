@@ -58,6 +58,21 @@ class LayoutTests(SynchronousTestCase):
         qs = configured_queues({}, Path("/h/queue"))
         self.assertEqual([q.path for q in qs], [Path("/h/queue/queue1")])
 
+    def test_queue_list_follows_each_call_s_variables(self):
+        """The queues are made once per set of variables, yet each call gets
+        its own list, and changed variables (or base) give the new queues."""
+        env = {"QUEUE_BASE": "/v", "QUEUE_COUNT": "2"}
+        first = configured_queues(env, Path("/b"))
+        first.append(QueueDir(Path("/elsewhere")))
+        self.assertEqual([q.name for q in configured_queues(env, Path("/b"))],
+                         ["queue1", "queue2"])
+        env["QUEUE_COUNT"] = "3"
+        self.assertEqual([q.name for q in configured_queues(env, Path("/b"))],
+                         ["queue1", "queue2", "queue3"])
+        self.assertEqual(configured_queues({}, Path("/other"))[0].path,
+                         Path("/other/queue1"))
+        self.assertEqual(configured_queues({"CONFSPLIT": "7"}, Path("/other"))[0].split, 7)
+
     def test_select_spreads_over_queues(self):
         """select_queue picks among all configured queues."""
         env = {"QUEUE_BASE": "/v", "QUEUE_COUNT": "3"}

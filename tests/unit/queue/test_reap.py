@@ -52,7 +52,7 @@ class ReapTests(SynchronousTestCase):
         reap_dead_writers(self.queue, alive=lambda pid: False)
         self.assertTrue(self.queue.mess(msgid).exists())
         self.assertTrue(self.queue.todo(msgid).exists())
-        self.assertFalse(pidfn.exists())
+        self.assertFalse(os.path.exists(pidfn))
 
     def test_writer_pid(self):
         """The pid is the first dotted field of the pid file's name."""
