@@ -3,7 +3,9 @@
 A control file ``name`` is looked up as ``name.cdb``, then ``name.sql`` (a
 MySQL table; the slot is filled by the virtual-domain store), then the plain
 text file.  Every read is cached and refreshed when the file changes
-(inode, size, mtime or ctime differ), so a long-running service follows edits.
+(inode, size, mtime or ctime differ), so a long-running service follows edits:
+at the next lookup, or with *recheck* within that many seconds (at once after
+:meth:`ControlFiles.refresh`, which SIGHUP calls).
 """
 
 from __future__ import annotations
@@ -85,7 +87,13 @@ class _Cached:
                 self.checked = time.monotonic()
             stamp = _stamp(self._name)
             if not self.loaded or stamp != self.stamp:
-                self.value = self.parse(self.path) if stamp is not None else None
+                try:
+                    self.value = self.parse(self.path) if stamp is not None else None
+                except BaseException:
+                    # a broken file is reported at every lookup until it is
+                    # mended, not served stale until the next recheck
+                    self.checked = NEVER
+                    raise
                 self.stamp = stamp
                 self.loaded = True
             return self.value

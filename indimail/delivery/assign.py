@@ -140,7 +140,8 @@ class Assign:
         many seconds (:meth:`refresh` makes the next lookup look)."""
         self.dir = Path(users_dir)
         self.recheck = recheck
-        self._checked: float | None = None
+        self._checked: float | None = None   # None: look at the next lookup
+        self._refreshes = 0   # a refresh() during a load keeps the next lookup looking
         self._stamp: tuple | None = None
         self._source: AssignTable | cdblib.Reader | None = None
         # Lookups run in several worker threads at once: a reload must be
@@ -149,6 +150,7 @@ class Assign:
 
     def refresh(self) -> None:
         """Look at the files again at the next lookup (SIGHUP)."""
+        self._refreshes += 1
         self._checked = None
 
     def _load(self) -> AssignTable | cdblib.Reader | None:
@@ -157,12 +159,14 @@ class Assign:
             return self._source
         cdb_path, text_path = self.dir / "cdb", self.dir / "assign"
         with self._lock:
-            now = time.monotonic()
+            now, refreshes = time.monotonic(), self._refreshes
             stamp = (_stat(cdb_path), _stat(text_path))
             if stamp != self._stamp:
                 self._source = self._read(stamp, cdb_path, text_path)
                 self._stamp = stamp
-            if self.recheck:   # only once the table is whole: others read it unlocked
+            # only once the table is whole (others read it unlocked), and not
+            # over a refresh() that came after the stat
+            if self.recheck and refreshes == self._refreshes:
                 self._checked = now
             return self._source
 

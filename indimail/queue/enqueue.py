@@ -366,7 +366,7 @@ class QueueWriter:
                 pass
 
     @staticmethod
-    def _unlink(path: Path) -> None:
+    def _unlink(path: str | os.PathLike) -> None:
         # already gone, or nothing more we can do while cleaning up
         with contextlib.suppress(OSError):
             os.unlink(path)

@@ -180,3 +180,23 @@ class RecheckTests(SynchronousTestCase):
                 f.write("two.example.longer\n")
             control.refresh()
             self.assertEqual(control.value("me"), "two.example.longer")
+
+    def test_broken_file_is_reported_at_every_lookup(self):
+        """With recheck, a file that fails to parse is not served stale until
+        the next recheck: every lookup reports it until it is mended."""
+        from unittest import mock
+        path = self.mktemp()
+        os.makedirs(path)
+        cdb = os.path.join(path, "rcpthosts.cdb")
+        write_cdb(cdb, [(b"a.example", b"")])
+        now = [1000.0]
+        with mock.patch("indimail.config.control.time.monotonic", lambda: now[0]):
+            control = ControlFiles(path, recheck=1.0)
+            self.assertTrue(control.contains("rcpthosts", "a.example"))
+            with open(cdb, "wb") as f:
+                f.write(b"not a cdb")
+            now[0] += 1.5
+            self.assertRaises(ControlFileError, control.contains, "rcpthosts", "a.example")
+            self.assertRaises(ControlFileError, control.contains, "rcpthosts", "a.example")
+            write_cdb(cdb, [(b"a.example", b"")])
+            self.assertTrue(control.contains("rcpthosts", "a.example"))

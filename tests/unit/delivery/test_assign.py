@@ -143,6 +143,36 @@ class AssignDirectoryTests(SynchronousTestCase):
             assign.refresh()
             self.assertEqual(assign.lookup("a").user, "third-user-x")
 
+    def test_refresh_during_a_load_is_not_lost(self):
+        """A SIGHUP's refresh() that arrives while another thread is loading
+        (after its stat) still makes the next lookup look at the files."""
+        import threading
+        from unittest import mock
+        path = self.dir / "assign"
+        path.write_text("=a:first:1:1:/a:::\n.\n")
+        now = [500.0]
+        with mock.patch("indimail.delivery.assign.time.monotonic", lambda: now[0]):
+            assign = Assign(self.dir, recheck=3600.0)
+            inside, release = threading.Event(), threading.Event()
+            real_read = Assign._read
+
+            def read_then_wait(*args):
+                table = real_read(*args)
+                inside.set()
+                release.wait(10)
+                return table
+
+            assign._read = read_then_wait
+            loader = threading.Thread(target=assign.lookup, args=("a",))
+            loader.start()
+            inside.wait(10)
+            path.write_text("=a:second-user:1:1:/a:::\n.\n")   # after the loader's read
+            assign.refresh()
+            release.set()
+            loader.join(10)
+            assign._read = real_read
+            self.assertEqual(assign.lookup("a").user, "second-user")
+
     def test_recheck_zero_looks_every_time(self):
         """Without recheck every lookup looks at the files (commands, tests)."""
         path = self.dir / "assign"
