@@ -25,7 +25,6 @@ import functools
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from twisted.internet import defer
 
@@ -33,7 +32,7 @@ from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat
 from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_CHECKS, deny, denysoft
-from indimail.policy.lists import CHECK_INTERVAL, QregexSwitch, WatchedFile, plugin_reactor
+from indimail.policy.lists import CHECK_INTERVAL, ControlWatch, QregexSwitch, plugin_reactor
 
 log = Logger()
 
@@ -125,25 +124,6 @@ def control_name(env, variable: str, default: str) -> str:
 
 def session_pid(ctx) -> int:
     return getattr(ctx.settings, "pid", None) or os.getpid()
-
-
-class ControlWatch:
-    """Control files a variable may rename, each re-read in a thread when it
-    changes (the reactor only stats them, at most every *interval* seconds)."""
-
-    def __init__(self, control, parse, reactor, interval: float = CHECK_INTERVAL):
-        self.directory = Path(control.directory)
-        self.parse = parse
-        self.reactor = reactor
-        self.interval = interval
-        self._files: dict[str, WatchedFile] = {}
-
-    async def get(self, name: str):
-        watched = self._files.get(name)
-        if watched is None:
-            watched = self._files[name] = WatchedFile(self.directory / name, self.parse,
-                                                      self.reactor, self.interval)
-        return await watched.get()
 
 
 class AccessList:

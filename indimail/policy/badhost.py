@@ -10,12 +10,10 @@ wins (upstream ``badhostcheck()``).  The refusal replaces the greeting:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from indimail.config.control import strip_lines
 from indimail.plugins.api import ORDER_ACCESS, deny
 from indimail.policy.badlists import prefix
-from indimail.policy.lists import WatchedFile, plugin_reactor, regex_search
+from indimail.policy.lists import ControlWatch, plugin_reactor, regex_search
 
 DENIED = "sorry, your host ({host}) has been denied (#5.7.1)"
 
@@ -40,18 +38,14 @@ class BadHost:
     def __init__(self, setup):
         self.control = setup.control
         self.reactor = plugin_reactor(setup)
-        self._files: dict[str, WatchedFile] = {}
+        self._files = ControlWatch(setup.control, strip_lines, self.reactor)
 
     @classmethod
     def factory(cls, setup):
         return cls(setup)
 
     async def lines(self, name: str) -> list[str]:
-        watched = self._files.get(name)
-        if watched is None:
-            watched = self._files[name] = WatchedFile(Path(self.control.directory) / name,
-                                                      strip_lines, self.reactor)
-        return list(await watched.get() or [])
+        return list(await self._files.get(name) or [])
 
     async def hook_connect(self, ctx):
         env = ctx.env

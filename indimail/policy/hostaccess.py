@@ -32,9 +32,9 @@ from twisted.internet import defer
 from indimail.config.control import strip_lines
 from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_ACCESS, deny
-from indimail.policy.lists import CHECK_INTERVAL, plugin_reactor
+from indimail.policy.lists import CHECK_INTERVAL, ControlWatch, plugin_reactor
 
-from .accesslist import ControlWatch, control_name, session_pid
+from .accesslist import control_name, session_pid
 
 log = Logger()
 

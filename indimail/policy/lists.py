@@ -108,6 +108,25 @@ class WatchedFile:
         return self.parse(data)
 
 
+class ControlWatch:
+    """Control files a variable may rename, each re-read in a thread when it
+    changes (the reactor only stats them, at most every *interval* seconds)."""
+
+    def __init__(self, control, parse, reactor, interval: float = CHECK_INTERVAL):
+        self.directory = Path(control.directory)
+        self.parse = parse
+        self.reactor = reactor
+        self.interval = interval
+        self._files: dict[str, WatchedFile] = {}
+
+    async def get(self, name: str):
+        watched = self._files.get(name)
+        if watched is None:
+            watched = self._files[name] = WatchedFile(self.directory / name, self.parse,
+                                                      self.reactor, self.interval)
+        return await watched.get()
+
+
 def _text(data: bytes) -> tuple[list[str], frozenset[str]]:
     """A text list's lines as written and its lower-cased keys."""
     lines = strip_lines(data)
@@ -482,7 +501,7 @@ class AddressList:
         return await self._pattern(patterns).matches(value)
 
 
-__all__ = ["AddressList", "ControlList", "ListError", "PatternList", "SqlConfig",
+__all__ = ["AddressList", "ControlList", "ControlWatch", "ListError", "PatternList", "SqlConfig",
            "WatchedFile", "address_keys", "close_sql_pools", "plugin_reactor", "regex_lines",
            "regex_search",
            "wildmat_lines"]

@@ -13,12 +13,10 @@ cdb or sql) whose transaction may relay.  Every grant also sets the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from indimail.config.control import strip_lines
 from indimail.plugins.api import ORDER_ACCESS, ORDER_SENDER
 from indimail.policy.badlists import address_match
-from indimail.policy.lists import AddressList, WatchedFile, plugin_reactor
+from indimail.policy.lists import AddressList, ControlWatch, plugin_reactor
 from indimail.policy.rcpthosts import domain_suffixes
 
 
@@ -56,18 +54,14 @@ class _MapPlugin:
     def __init__(self, setup):
         self.control = setup.control
         self.reactor = plugin_reactor(setup)
-        self._files: dict[str, WatchedFile] = {}
+        self._files = ControlWatch(setup.control, parse_relay_map, self.reactor)
 
     @classmethod
     def factory(cls, setup):
         return cls(setup)
 
     async def table(self, name: str) -> dict[str, str] | None:
-        watched = self._files.get(name)
-        if watched is None:
-            watched = self._files[name] = WatchedFile(Path(self.control.directory) / name,
-                                                      parse_relay_map, self.reactor)
-        return await watched.get()
+        return await self._files.get(name)
 
 
 class RelayClients(_MapPlugin):
