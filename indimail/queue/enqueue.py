@@ -720,7 +720,8 @@ class IncomingMessage:
         """The message is queued: tell the caller (the SMTP session sends its
         250 from this callback), then wake the delivery engine.  Pulled in the
         thread before, the trigger let the engine's threads take both cores
-        while the 250 still waited for the writing thread to come back."""
+        while the 250 still waited for the writing thread to come back.  The
+        pull is one non-blocking write to a FIFO: it never waits on the disk."""
         d, self._finish_d = self._finish_d, None
         try:
             d.callback(msgid)
