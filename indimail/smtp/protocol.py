@@ -50,6 +50,7 @@ from indimail.plugins.api import Result, Verdict
 from indimail.plugins.context import HookContext
 from indimail.queue.errors import QueueError
 from indimail.queue.received import rfc5322_date
+from indimail.sendnow import send_now
 
 from . import reply
 from . import enhanced, utf8
@@ -60,7 +61,6 @@ from .data import DataDecoder
 from .headers import HeaderBlock
 from .received import smtpd_received
 from .reply import Reply, SMTPError
-from .sendnow import send_now
 from .session import Session, Transaction
 from .settings import SessionSettings
 from .tls import describe

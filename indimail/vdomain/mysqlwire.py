@@ -28,6 +28,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, U
 from twisted.internet.error import ConnectionDone
 
 from indimail.fastlog import Logger
+from indimail.sendnow import send_now
 
 log = Logger()
 
@@ -217,7 +218,8 @@ class MysqlWireProtocol(protocol.Protocol):
                 return
 
     def _send(self, payload: bytes, seq: int) -> None:
-        self.transport.write(struct.pack("<I", len(payload))[:3] + bytes([seq & 0xFF]) + payload)
+        header = struct.pack("<I", len(payload))[:3] + bytes([seq & 0xFF])
+        send_now(self.transport, header + payload)   # a query leaves before the reactor turns
 
     # -- states --------------------------------------------------------
 
