@@ -140,6 +140,17 @@ async def is_goodrcpt(ctx, family: AddressList, recipient: str):
     return bool(found), None
 
 
+async def listed_unless_good(ctx, good: AddressList, family: AddressList, recipient: str):
+    """``(True, None)`` when *family* lists *recipient* and goodrcptto does not,
+    ``(False, None)`` otherwise, ``(None, 451 Result)`` when a list could not
+    be searched."""
+    is_good, failure = await is_goodrcpt(ctx, good, recipient)
+    if failure or is_good:
+        return (None if failure else False), failure
+    found, failure = await address_match(ctx, family, recipient)
+    return (None if failure else bool(found)), failure
+
+
 def goodrcpt_family(setup) -> AddressList:
     return AddressList(setup.control, "goodrcptto", "GOODRCPTTO", "goodrcptpatterns",
                        "GOODRCPTPATTERNS", setup=setup)
@@ -178,10 +189,7 @@ class BadRcptTo(_ListPlugin):
         self.good = goodrcpt_family(setup)
 
     async def hook_rcpt(self, ctx, recipient: str):
-        good, failure = await is_goodrcpt(ctx, self.good, recipient)
-        if failure or good:
-            return failure
-        found, failure = await address_match(ctx, self.family, recipient)
+        found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)
         if failure:
             return failure
         if found:
@@ -217,10 +225,7 @@ class BlackholedRcpt(_ListPlugin):
         return self.relay.in_rcpthosts(recipient)
 
     async def hook_rcpt(self, ctx, recipient: str):
-        good, failure = await is_goodrcpt(ctx, self.good, recipient)
-        if failure or good:
-            return failure
-        found, failure = await address_match(ctx, self.family, recipient)
+        found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)
         if failure:
             return failure
         if found and self.relay_allowed(ctx, recipient):

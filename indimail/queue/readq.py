@@ -118,20 +118,28 @@ def _ids(top: Path) -> Iterator[int]:
                 yield int(entry.name)
 
 
+def _read_entry_file(queue: QueueDir, msgid: int, path: Path, parse, warn):
+    """``(mess size, mtime of path, parse(path's bytes))``, or None after a
+    warning (qmail-qread's wording) when either file cannot be read or parsed."""
+    try:
+        size = os.stat(queue.mess(msgid)).st_size
+        st = os.stat(path)
+        return size, st.st_mtime, parse(path.read_bytes())
+    except (OSError, EnvelopeError) as e:
+        if warn:
+            warn(f"qmail-qread: warn: trouble with #{msgid}: {e}")
+        return None
+
+
 def read_queue(queue: QueueDir, local: bool = True, remote: bool = True,
                warn=None) -> Iterator[Entry]:
     """Preprocessed messages (those with an ``info`` file)."""
     for msgid in _ids(queue.path / "info"):
-        try:
-            size = os.stat(queue.mess(msgid)).st_size
-            info_path = queue.info(msgid)
-            st = os.stat(info_path)
-            info = Info.parse(info_path.read_bytes())
-        except (OSError, EnvelopeError) as e:
-            if warn:
-                warn(f"qmail-qread: warn: trouble with #{msgid}: {e}")
+        found = _read_entry_file(queue, msgid, queue.info(msgid), Info.parse, warn)
+        if found is None:
             continue
-        entry = Entry(msgid, msgid % queue.split, st.st_mtime, size, info.sender,
+        size, mtime, info = found
+        entry = Entry(msgid, msgid % queue.split, mtime, size, info.sender,
                       queue.bounce(msgid).exists())
         for channel, wanted, path in (("local", local, queue.local(msgid)),
                                       ("remote", remote, queue.remote(msgid))):
@@ -152,16 +160,11 @@ def read_queue(queue: QueueDir, local: bool = True, remote: bool = True,
 def read_todo(queue: QueueDir, warn=None) -> Iterator[Entry]:
     """Messages not yet preprocessed (in ``todo``)."""
     for msgid in _ids(queue.path / "todo"):
-        try:
-            size = os.stat(queue.mess(msgid)).st_size
-            path = queue.todo(msgid)
-            st = os.stat(path)
-            env = Envelope.from_todo(path.read_bytes())
-        except (OSError, EnvelopeError) as e:
-            if warn:
-                warn(f"qmail-qread: warn: trouble with #{msgid}: {e}")
+        found = _read_entry_file(queue, msgid, queue.todo(msgid), Envelope.from_todo, warn)
+        if found is None:
             continue
-        yield Entry(msgid, msgid % queue.split, st.st_mtime, size, env.sender,
+        size, mtime, env = found
+        yield Entry(msgid, msgid % queue.split, mtime, size, env.sender,
                     recipients=[("todo", r, False) for r in env.recipients])
 
 

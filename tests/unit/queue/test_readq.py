@@ -6,7 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from indimail.queue.fix import queue_fix
 from indimail.queue.layout import QueueDir
-from indimail.queue.readq import Entry, date822, qstat, report_queues
+from indimail.queue.envelope import Envelope
+from indimail.queue.readq import Entry, date822, qstat, read_queue, read_todo, report_queues
 
 from .helpers import tmp_path
 
@@ -47,3 +48,28 @@ class ReadqTests(SynchronousTestCase):
         q.mess(6).write_bytes(b"x")
         q.todo(6).write_bytes(b"x")
         self.assertEqual(qstat(q), (2, 1))
+
+    def test_unreadable_entries_are_warned_about_and_skipped(self):
+        """A message whose mess file is gone or whose info/todo file does not
+        parse gets qmail-qread's warning; the readable ones are reported."""
+        q = QueueDir(Path(tmp_path(self)) / "queue1", 3)
+        queue_fix(q)
+        good = Envelope("s@x", ["r@y"])
+        for msgid in (5, 6, 7):
+            q.mess(msgid).write_bytes(b"body")
+        q.info(5).write_bytes(good.info_bytes())
+        q.local(5).write_bytes(b"Tr@y\0")
+        q.info(6).write_bytes(b"Xbroken\0")
+        q.todo(7).write_bytes(good.todo_bytes())
+        q.todo(8).write_bytes(good.todo_bytes())          # no mess file
+        warnings = []
+        entries = list(read_queue(q, warn=warnings.append))
+        self.assertEqual([(e.msgid, e.size, e.sender, e.recipients) for e in entries],
+                         [(5, 4, "s@x", [("local", "r@y", False)])])
+        todo = list(read_todo(q, warn=warnings.append))
+        self.assertEqual([(e.msgid, e.sender, e.recipients) for e in todo],
+                         [(7, "s@x", [("todo", "r@y", False)])])
+        self.assertEqual(len(warnings), 2)
+        self.assertTrue(warnings[0].startswith("qmail-qread: warn: trouble with #6: "))
+        self.assertIn("unknown info record", warnings[0])
+        self.assertTrue(warnings[1].startswith("qmail-qread: warn: trouble with #8: "))
