@@ -145,10 +145,14 @@ async def listed_unless_good(ctx, good: AddressList, family: AddressList, recipi
     ``(False, None)`` otherwise, ``(None, 451 Result)`` when a list could not
     be searched."""
     is_good, failure = await is_goodrcpt(ctx, good, recipient)
-    if failure or is_good:
-        return (None if failure else False), failure
+    if failure:
+        return None, failure
+    if is_good:
+        return False, None
     found, failure = await address_match(ctx, family, recipient)
-    return (None if failure else bool(found)), failure
+    if failure:
+        return None, failure
+    return bool(found), None
 
 
 def goodrcpt_family(setup) -> AddressList:

@@ -212,12 +212,13 @@ class QueueWriter:
         is made unnamed in one of the queue's ``mess`` directories and then
         linked into ``pid/`` (see :mod:`indimail.queue.placement`); where
         the file system cannot, it is created in ``pid/`` as upstream does."""
+        prefix = f"{self.queue.root}/pid/{self.pid}.{now}."
         creator = _spread_creator(self.queue)
         fd = creator.open(FILE_MODE)
         if fd is not None:
             os.fchmod(fd, FILE_MODE)   # upstream's umask(033), whatever ours is
             for _ in range(10):
-                pidfn = f"{self.queue.root}/pid/{self.pid}.{now}.{next(_seq)}"
+                pidfn = f"{prefix}{next(_seq)}"
                 try:
                     link_unnamed(fd, pidfn)
                     return fd, pidfn
@@ -227,7 +228,7 @@ class QueueWriter:
                     break
             os.close(fd)   # the unnamed inode goes with it
         for _ in range(10):
-            pidfn = f"{self.queue.root}/pid/{self.pid}.{now}.{next(_seq)}"
+            pidfn = f"{prefix}{next(_seq)}"
             try:
                 fd = os.open(pidfn, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
                 os.fchmod(fd, FILE_MODE)   # upstream's umask(033), whatever ours is
