@@ -145,7 +145,8 @@ class VStore:
         self.pool: adbapi.ConnectionPool | None = None
         self._control_tables: set[str] = set()
         self._passwd_width: dict[str, int] = {}
-        self._user_reads = Coalescer(self._fetch_users, parallel=USER_READS_PARALLEL)
+        self._user_reads = Coalescer(self._fetch_users, parallel=USER_READS_PARALLEL,
+                                     defer_to=reactor.callLater)
         self.reactor_reads = reactor_reads
         self._wire: WireReads | None = None
         self._wire_failing = False

@@ -1,6 +1,6 @@
 """Concurrent single-key reads share batched fetches."""
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from indimail.vdomain.coalesce import Coalescer
@@ -69,3 +69,37 @@ class CoalescerTests(unittest.TestCase):
             raise ValueError("bad query")
         d = Coalescer(broken).get("a")
         self.failureResultOf(d, ValueError)
+
+
+class EndOfTurnTests(unittest.TestCase):
+    """With *defer_to*, a batch leaves when the reactor turn ends."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.fetch = Fetcher()
+        self.c = Coalescer(self.fetch, parallel=2, defer_to=self.clock.callLater)
+
+    def test_keys_of_one_turn_share_one_batch(self):
+        answers = [self.c.get(k) for k in ("a", "b", "c")]
+        self.assertEqual(self.fetch.batches, [])          # nothing before the turn ends
+        self.clock.advance(0)
+        self.assertEqual([b[0] for b in self.fetch.batches], [["a", "b", "c"]])
+        self.fetch.answer(0, {"b": "B"})
+        self.assertEqual([self.successResultOf(d) for d in answers], [None, "B", None])
+
+    def test_one_flush_per_turn(self):
+        for k in "abcd":
+            self.c.get(k)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_keys_asked_while_both_slots_are_out_go_after_a_landing(self):
+        self.c.get("a")
+        self.clock.advance(0)
+        self.c.get("b")
+        self.clock.advance(0)
+        self.c.get("c")
+        self.c.get("d")
+        self.assertEqual(self.clock.getDelayedCalls(), [])  # no free slot: no flush
+        self.fetch.answer(0, {})
+        self.clock.advance(0)
+        self.assertEqual([b[0] for b in self.fetch.batches], [["a"], ["b"], ["c", "d"]])
