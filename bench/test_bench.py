@@ -281,7 +281,7 @@ import random  # noqa: E402
 
 from auth_burst import offers_plain, plain_token, split_samples  # noqa: E402
 from rcpt_check import (DOMAIN, Database, ServicePeer, chunks, cpu_seconds,  # noqa: E402
-                        pacing, pick_recipients, read_reply, ReplyError,
+                        median_round, pacing, pick_recipients, read_reply, ReplyError,
                         tool_env, user_rows, verdict)
 from rcpt_check import summarise as summarise_latencies  # noqa: E402
 
@@ -347,6 +347,14 @@ class RcptCheckTests(SynchronousTestCase):
         self.assertEqual(summarise_latencies([], 1.0)["count"], 0)
         self.assertEqual(verdict("p99", 0.004, 0.005), ("PASS  p99 < 5 ms: 4.00 ms", True))
         self.assertEqual(verdict("p99", 0.005, 0.005), ("FAIL  p99 < 5 ms: 5.00 ms", False))
+
+    def test_median_round_is_the_middle_p99(self):
+        """The figure is the round with the median p99, not the best or the worst
+        (the upper middle when the count is even)."""
+        rounds = [{"p99": 0.007, "n": 1}, {"p99": 0.003, "n": 2}, {"p99": 0.005, "n": 3}]
+        self.assertEqual(median_round(rounds)["n"], 3)
+        self.assertEqual(median_round(rounds[:2])["n"], 1)
+        self.assertEqual(median_round(rounds[:1])["n"], 1)
 
     def test_replies_multiline_and_eof(self):
         """read_reply returns the code of a multi-line reply with all its lines,
