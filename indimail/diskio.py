@@ -28,6 +28,17 @@ def write_file(path, data: bytes, *, flags: int, mode: int = 0o600,
         os.close(fd)
 
 
+def read_if_exists(path) -> bytes | None:
+    """The bytes of the file at *path*; None when there is none.  For the
+    control files read once per message: a string path and ``open`` cost a
+    fraction of building a ``Path`` and calling its ``read_bytes``."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def read_to_end(fd: int, size_hint: int = 0, chunk: int = 65536) -> bytes:
     """Every byte from *fd*'s position to its end: a file of *size_hint*
     bytes in one ``read`` (one more confirms the end)."""

@@ -43,9 +43,16 @@ class Home:
                    Path(control) if control else None,
                    Path(queue_base) if queue_base else None)
 
+    def __post_init__(self):
+        # asked for every queued message (envheaders, extraqueue, mailarchive,
+        # the queue's place): made once
+        object.__setattr__(self, "_control", self.control_override or self.path / "control")
+        object.__setattr__(self, "_queue_base",
+                           self.queue_base_override or self.path / "queue")
+
     @property
     def control(self) -> Path:
-        return self.control_override or self.path / "control"
+        return self._control
 
     @property
     def users(self) -> Path:
@@ -61,7 +68,7 @@ class Home:
 
     @property
     def queue_base(self) -> Path:
-        return self.queue_base_override or self.path / "queue"
+        return self._queue_base
 
     @property
     def domains(self) -> Path:

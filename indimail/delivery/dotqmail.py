@@ -65,19 +65,20 @@ def find_dotqmail(home: os.PathLike | str, dash: str, ext: str,
     *as_user* (uid, gid): a root process reads on behalf of that user, so a
     file the user could not read (e.g. a symlink to ``/etc/shadow``) is
     refused as qmail-local, running as the user, would find it."""
-    home = Path(home)
+    home = os.fspath(home)
     for name, default in search_order(dash, ext):
-        found = _open_regular(home / name, as_user)
+        path = os.path.join(home, name)
+        found = _open_regular(path, as_user)
         if found is not None:
             content, mode = found
-            return DotQmail(home / name, content, default, bool(mode & 0o100))
+            return DotQmail(Path(path), content, default, bool(mode & 0o100))
     return None
 
 
 def exists(home: os.PathLike | str, name: str) -> bool:
     """qmail-local's ``qmeox``: whether a dot-qmail file of that name exists."""
     try:
-        os.stat(Path(home) / name)
+        os.stat(os.path.join(home, name))
     except FileNotFoundError:
         return False
     except NotADirectoryError:
@@ -95,7 +96,7 @@ def user_may_read(st: os.stat_result, uid: int, gid: int) -> bool:
     return bool(st.st_mode & stat.S_IROTH)
 
 
-def _open_regular(path: Path, as_user: tuple[int, int] | None = None
+def _open_regular(path: os.PathLike | str, as_user: tuple[int, int] | None = None
                   ) -> tuple[bytes, int] | None:
     try:
         # O_NONBLOCK: a FIFO in a .qmail's place must not hang the delivery

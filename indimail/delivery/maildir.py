@@ -64,9 +64,11 @@ class MaildirWriter:
     def deliver(self, maildir: os.PathLike | str, prefix: bytes,
                 message: os.PathLike | str, create: bool = True) -> Path:
         """Write *prefix* then the file *message* into *maildir*; the path in
-        ``new/``.  Raises DeliveryError with qmail-local's texts."""
-        maildir = Path(maildir)
-        if not create and not (maildir / "tmp").is_dir():
+        ``new/``.  Raises DeliveryError with qmail-local's texts.  The names
+        are built as strings: ``Path`` arithmetic cost as much as the rest of
+        the Python work of a delivery."""
+        maildir = os.fspath(maildir)
+        if not create and not os.path.isdir(f"{maildir}/tmp"):
             raise temporary("Unable to chdir to maildir. (#4.2.1)")
         fd, tmp, sec, usec, n = self._create_tmp(maildir, create)
         try:
@@ -77,7 +79,7 @@ class MaildirWriter:
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
-            new = maildir / "new" / self.new_name(sec, usec, n, st)
+            new = f"{maildir}/new/{self.new_name(sec, usec, n, st)}"
             try:
                 os.link(tmp, new)
             except FileNotFoundError:
@@ -91,10 +93,10 @@ class MaildirWriter:
             raise temporary("Temporary error on maildir delivery. (#4.3.0)") from None
         finally:
             _unlink(tmp)
-        return new
+        return Path(new)
 
     @staticmethod
-    def _make(maildir: Path, create: bool) -> None:
+    def _make(maildir: str, create: bool) -> None:
         """Create the Maildir's directories (when allowed), in qmail-local's
         words when that is impossible."""
         try:
@@ -104,7 +106,7 @@ class MaildirWriter:
         except OSError:
             raise temporary("Unable to chdir to maildir. (#4.2.1)") from None
 
-    def _create_tmp(self, maildir: Path, create: bool):
+    def _create_tmp(self, maildir: str, create: bool):
         """A new file in ``tmp/``; a missing Maildir is made first (only
         then: an existing one costs no mkdir calls per delivery)."""
         made = False
@@ -112,7 +114,7 @@ class MaildirWriter:
             now = self.clock()
             sec, usec = int(now), int((now - int(now)) * 1_000_000)
             n = self._next()
-            tmp = maildir / "tmp" / self.tmp_name(sec, usec, n)
+            tmp = f"{maildir}/tmp/{self.tmp_name(sec, usec, n)}"
             try:
                 try:
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -173,7 +175,7 @@ class _ReadError(Exception):
     """The message file could not be read."""
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:

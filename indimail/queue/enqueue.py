@@ -50,7 +50,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from indimail.diskio import write_all
+from indimail.diskio import read_if_exists, write_all
 
 from indimail.fastlog import Logger
 from . import errors
@@ -117,11 +117,11 @@ def extra_recipients(env: Mapping[str, str], control_dir: Path | None = None) ->
     if control_dir is None:
         return []
     try:
-        data = (Path(control_dir) / "extraqueue").read_bytes()
-    except FileNotFoundError:
-        return []
+        data = read_if_exists(os.path.join(control_dir, "extraqueue"))
     except OSError:
         raise QueueError(errors.CONFIG_ERROR) from None
+    if data is None:
+        return []
     text = data.decode("utf-8", "surrogateescape")
     return [line.strip() for line in text.splitlines() if line.strip()]
 

@@ -6,8 +6,11 @@ travel with their field, nothing is held but the matching lines.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
+
+from ..diskio import read_if_exists
 
 from ..config.control import strip_lines
 
@@ -19,11 +22,10 @@ def load_envheaders(env: Mapping[str, str], control_dir: Path | None) -> list[st
     if control_dir is None:
         return []
     name = env.get("ENVHEADERS") or "envheaders"
-    path = Path(name) if name.startswith("/") else Path(control_dir) / name
-    try:
-        lines = strip_lines(path.read_bytes())
-    except FileNotFoundError:
+    data = read_if_exists(os.path.join(control_dir, name))   # an absolute name stands alone
+    if data is None:
         return []
+    lines = strip_lines(data)
     return [line.split(":", 1)[0].strip().lower() for line in lines if line.strip()]
 
 

@@ -38,6 +38,8 @@ class QueueDir:
 
     def __post_init__(self):
         object.__setattr__(self, "_root", str(self.path))
+        # pulled after every queued message: made once
+        object.__setattr__(self, "_trigger", self.path / "lock" / "trigger")
 
     @property
     def root(self) -> str:
@@ -87,7 +89,7 @@ class QueueDir:
 
     @property
     def trigger(self) -> Path:
-        return self.path / "lock" / "trigger"
+        return self._trigger
 
     @property
     def name(self) -> str:

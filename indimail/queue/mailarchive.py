@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 from indimail.config.control import strip_lines
+from indimail.diskio import read_if_exists
 from indimail.config.wildmat import wildmat
 
 DEFAULT_FILE = "mailarchive"
@@ -79,9 +79,8 @@ def load_rules(control_dir: os.PathLike | str, env: Mapping[str, str]) -> list[A
     """The rules of ``mailarchive`` (or the file ``MAILARCHIVE`` names);
     none when it is absent.  Blocking."""
     name = env.get("MAILARCHIVE") or DEFAULT_FILE
-    try:
-        data = (Path(control_dir) / name).read_bytes()
-    except FileNotFoundError:
+    data = read_if_exists(os.path.join(control_dir, name))
+    if data is None:
         return []
     return parse_rules(strip_lines(data))
 

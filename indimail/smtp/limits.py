@@ -118,6 +118,7 @@ class SharedTable:
         self.capacity = self.slots * 3 // 4
         # region: per scope the session total, the used-slot count, the slots
         self._totals_size = 4 * self.scopes
+        self._totals = struct.Struct(f"<{self.scopes}I")   # every scope's total at once
         self._used_offset = self._totals_size
         self._accepting_offset = self._totals_size + 4
         self._slots_offset = self._totals_size + 8
@@ -198,9 +199,7 @@ class SharedTable:
     def sessions_of(self, worker: int) -> int:
         """Open sessions of *worker* over all its listeners, read without the
         lock (a hint for balancing, not a limit)."""
-        base = self._region(worker)
-        return sum(COUNT.unpack_from(self.map, base + 4 * scope)[0]
-                   for scope in range(self.scopes))
+        return sum(self._totals.unpack_from(self.map, self._region(worker)))
 
     def has_less_busy_peer(self, worker: int) -> bool:
         """Whether another accepting worker has fewer open sessions than *worker*."""
