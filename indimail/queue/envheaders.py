@@ -10,9 +10,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..diskio import read_if_exists
-
 from ..config.control import strip_lines
+from ..diskio import read_if_exists
 
 
 def load_envheaders(env: Mapping[str, str], control_dir: Path | None) -> list[str]:

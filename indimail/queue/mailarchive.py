@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from indimail.config.control import strip_lines
-from indimail.diskio import read_if_exists
 from indimail.config.wildmat import wildmat
+from indimail.diskio import read_if_exists
 
 DEFAULT_FILE = "mailarchive"
 

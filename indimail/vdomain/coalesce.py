@@ -5,7 +5,8 @@ and each question alone costs a trip to a pool thread, a query, a commit and
 the database server's per-statement work.  One query for twenty keys costs
 little more than one query for one key, so while a batch is out the keys asked
 for meanwhile wait and go together in the next one.  With nothing in flight a
-key is sent at once: at light load there is no added latency.
+key goes without waiting for a batch to land: at light load there is no added
+latency.
 
 With *defer_to* (``reactor.callLater``) a batch leaves at the end of the
 reactor turn instead: every session whose command arrived in the same poll
