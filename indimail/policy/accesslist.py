@@ -26,8 +26,6 @@ import os
 import re
 from dataclasses import dataclass
 
-from twisted.internet import defer
-
 from indimail.config.control import strip_lines
 from indimail.config.wildmat import wildmat
 from indimail.fastlog import Logger
@@ -141,10 +139,13 @@ class AccessList:
         return cls(setup.control, plugin_reactor(setup))
 
     def hook_rcpt(self, ctx, recipient: str):
-        return defer.ensureDeferred(self._check(ctx, recipient))
+        """None at once while the rules file is known absent, else the
+        check's coroutine (the plugin chain drives it; no Deferred of its own)."""
+        name = control_name(ctx.env, "ACCESSLIST", "accesslist")
+        return None if self.files.known_missing(name) else self._check(ctx, recipient, name)
 
-    async def _check(self, ctx, recipient: str):
-        rules = await self.files.get(control_name(ctx.env, "ACCESSLIST", "accesslist"))
+    async def _check(self, ctx, recipient: str, name: str):
+        rules = await self.files.get(name)
         if not rules:
             return None
         sender = ctx.transaction.sender if ctx.transaction is not None else ""

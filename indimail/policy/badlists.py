@@ -68,7 +68,10 @@ class BadMailFrom(_ListPlugin):
     order = ORDER_SENDER
     family_args = ("badmailfrom", "BADMAILFROM", "badmailpatterns", "BADMAILPATTERNS")
 
-    async def hook_mail(self, ctx, sender: str):
+    def hook_mail(self, ctx, sender: str):
+        return None if self.family.known_empty(ctx.env) else self._mail(ctx, sender)
+
+    async def _mail(self, ctx, sender: str):
         found, failure = await address_match(ctx, self.family, sender)
         if failure:
             return failure
@@ -88,9 +91,12 @@ class SpamIgnore(_ListPlugin):
     order = ORDER_SENDER + 10
     family_args = ("spamignore", "SPAMIGNORE", "spamignorepatterns", "SPAMIGNOREPATTERNS")
 
-    async def hook_mail(self, ctx, sender: str):
-        if "SPAMFILTER" not in ctx.env:
+    def hook_mail(self, ctx, sender: str):
+        if "SPAMFILTER" not in ctx.env or self.family.known_empty(ctx.env):
             return None
+        return self._mail(ctx, sender)
+
+    async def _mail(self, ctx, sender: str):
         found, failure = await address_match(ctx, self.family, sender)
         if failure:
             return failure
@@ -110,7 +116,10 @@ class BlackholedSender(_ListPlugin):
     family_args = ("blackholedsender", "BLACKHOLEDSENDER", "blackholedpatterns",
                    "BLACKHOLEDPATTERNS")
 
-    async def hook_mail(self, ctx, sender: str):
+    def hook_mail(self, ctx, sender: str):
+        return None if self.family.known_empty(ctx.env) else self._mail(ctx, sender)
+
+    async def _mail(self, ctx, sender: str):
         found, failure = await address_match(ctx, self.family, sender)
         if failure:
             return failure
@@ -124,13 +133,18 @@ class BlackholedSender(_ListPlugin):
 GOOD_NOTE = "goodrcptto"
 
 
+def _good_notes(ctx) -> dict:
+    """The transaction's goodrcptto findings (a throwaway dict outside one)."""
+    txn = ctx.transaction
+    return txn.notes.setdefault(GOOD_NOTE, {}) if txn is not None else {}
+
+
 async def is_goodrcpt(ctx, family: AddressList, recipient: str):
     """Whether *recipient* is in goodrcptto/goodrcptpatterns, remembered in
     ``transaction.notes["goodrcptto"]`` (a dict address → bool) so every
     plugin of this RCPT (badrcptto, blackholedrcpt, CHECKRECIPIENT) agrees.
     Returns ``(bool, None)`` or ``(None, 451 Result)``."""
-    txn = ctx.transaction
-    notes = txn.notes.setdefault(GOOD_NOTE, {}) if txn is not None else {}
+    notes = _good_notes(ctx)
     if recipient in notes:
         return notes[recipient], None
     found, failure = await address_match(ctx, family, recipient)
@@ -175,7 +189,13 @@ class GoodRcptTo:
     def factory(cls, setup):
         return cls(setup)
 
-    async def hook_rcpt(self, ctx, recipient: str):
+    def hook_rcpt(self, ctx, recipient: str):
+        if self.family.known_empty(ctx.env):
+            _good_notes(ctx)[recipient] = False
+            return None
+        return self._rcpt(ctx, recipient)
+
+    async def _rcpt(self, ctx, recipient: str):
         _good, failure = await is_goodrcpt(ctx, self.family, recipient)
         return failure
 
@@ -192,7 +212,10 @@ class BadRcptTo(_ListPlugin):
         super().__init__(setup)
         self.good = goodrcpt_family(setup)
 
-    async def hook_rcpt(self, ctx, recipient: str):
+    def hook_rcpt(self, ctx, recipient: str):
+        return None if self.family.known_empty(ctx.env) else self._rcpt(ctx, recipient)
+
+    async def _rcpt(self, ctx, recipient: str):
         found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)
         if failure:
             return failure
@@ -228,7 +251,10 @@ class BlackholedRcpt(_ListPlugin):
             return True
         return self.relay.in_rcpthosts(recipient)
 
-    async def hook_rcpt(self, ctx, recipient: str):
+    def hook_rcpt(self, ctx, recipient: str):
+        return None if self.family.known_empty(ctx.env) else self._rcpt(ctx, recipient)
+
+    async def _rcpt(self, ctx, recipient: str):
         found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)
         if failure:
             return failure

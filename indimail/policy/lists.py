@@ -85,6 +85,13 @@ class WatchedFile:
         self._value: object = None
         self._checked = float("-inf")
 
+    def known_missing(self) -> bool:
+        """Whether the file was absent when last looked at, within the
+        interval: :meth:`get` would answer None without a stat, so a caller
+        may skip it (and its coroutine) altogether."""
+        return (self._stamp is None
+                and self.reactor.seconds() - self._checked < self.interval)
+
     async def get(self) -> object:
         now = self.reactor.seconds()
         if now - self._checked < self.interval and self._stamp != ():
@@ -118,6 +125,11 @@ class ControlWatch:
         self.reactor = reactor
         self.interval = interval
         self._files: dict[str, WatchedFile] = {}
+
+    def known_missing(self, name: str) -> bool:
+        """Whether file *name* is known to be absent (see :meth:`WatchedFile.known_missing`)."""
+        watched = self._files.get(name)
+        return watched is not None and watched.known_missing()
 
     async def get(self, name: str):
         watched = self._files.get(name)
@@ -322,6 +334,12 @@ class ControlList:
         text = await self._text.get()
         return list(text[0]) if text is not None else []
 
+    def known_missing(self) -> bool:
+        """Whether no form of the list existed when last looked at, within
+        the interval (then :meth:`contains` is False and :meth:`lines` empty)."""
+        return (self._text.known_missing() and self._cdb.known_missing()
+                and self._sql.known_missing())
+
     async def exists(self) -> bool:
         """Whether any form of the list exists."""
         for watched in (self._cdb, self._sql, self._text):
@@ -399,6 +417,9 @@ class PatternList:
 
     async def lines(self) -> list[str]:
         return list(await self._lines.get() or [])
+
+    def known_missing(self) -> bool:
+        return self._lines.known_missing()
 
     async def matches(self, value: str, *, regex: bool = False) -> bool:
         lines = await self._lines.get()
@@ -486,6 +507,21 @@ class AddressList:
             found = self._patterns[name] = PatternList(
                 self.control, name, reactor=self.reactor, check_interval=self.check_interval)
         return found
+
+    def known_empty(self, env: Mapping[str, str]) -> bool:
+        """Whether :meth:`match` is False for every value because none of the
+        files *env* names existed when last looked at (within the interval).
+
+        Most families are empty on most servers; their hooks ask this first
+        and answer at once, without a coroutine per list per command."""
+        listed = self._lists.get(self.list_name(env))
+        if listed is None or not listed.known_missing():
+            return False
+        patterns = self.patterns_name(env)
+        if patterns is None:
+            return True
+        found = self._patterns.get(patterns)
+        return found is not None and found.known_missing()
 
     async def match(self, value: str, env: Mapping[str, str]) -> bool:
         value = value.lower()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from indimail.config.control import ControlFiles
+from indimail.config.control import ControlFiles, strip_lines
 from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_RELAY, accept, deny
 from indimail.smtp import reply
@@ -37,6 +37,12 @@ def domain_suffixes(domain: str) -> list[str]:
         if ch == "." and i:
             keys.append(domain[i:])
     return keys
+
+
+def lowered_lines(path) -> frozenset[str]:
+    """A domain list's lines, stripped and lower-cased, as a set: parsed once
+    per change of the file (``ControlFiles.parsed``), not per recipient."""
+    return frozenset(line.strip().lower() for line in strip_lines(path.read_bytes()))
 
 
 class RelayPolicy:
@@ -72,10 +78,8 @@ class RelayPolicy:
         if domain is None:
             return True
         keys = domain_suffixes(domain)
-        found = False
-        if self.control.exists("rcpthosts"):
-            listed = {line.strip().lower() for line in self.control.lines("rcpthosts")}
-            found = any(k in listed for k in keys)
+        listed = self.control.parsed("rcpthosts", lowered_lines)
+        found = listed is not None and any(k in listed for k in keys)
         # rcpthosts.cdb (written by ``indimail init`` beside the text) and
         # upstream's morercpthosts.cdb
         for name in ("rcpthosts", "morercpthosts"):

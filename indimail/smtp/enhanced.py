@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import lru_cache
 
 from .reply import Reply
 
@@ -59,3 +60,10 @@ def exempt(reply: Reply) -> Reply:
 def with_code(reply: Reply, code: str) -> Reply:
     """*reply* with an explicit enhanced code (``2.1.5`` for a recipient)."""
     return replace(reply, enhanced=code)
+
+
+@lru_cache(maxsize=512)
+def wire(reply: Reply, with_codes: bool) -> bytes:
+    """*reply* as sent (enhanced when *with_codes*): most replies are the
+    same few (``250 2.1.5 ok`` to every RCPT), so their bytes are made once."""
+    return (enhance(reply) if with_codes else reply).to_bytes()

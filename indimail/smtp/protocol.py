@@ -88,6 +88,9 @@ BACKLOG = 1 << 16          # unread pipelined input above which reading pauses
 Setup = Callable[[IAddress, IAddress], "tuple[Session, SessionSettings]"]
 
 
+RCPT_OK = enhanced.with_code(Reply.of(250, reply.OK), "2.1.5")
+
+
 class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
     """One SMTP connection."""
 
@@ -95,6 +98,9 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     def __init__(self, setup: Setup, plugins, sink, clock, *, tls=None, auth=None,
                  rules=None):
+        # the class Logger's descriptor makes a new Logger at every access;
+        # the hooks' context takes one per command, so keep this one
+        self.log = vars(SMTPServerProtocol)["log"].__get__(self, type(self))
         self.tls = tls
         self.rules = rules
         self.auth = auth
@@ -237,9 +243,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     def _send(self, r: Reply | None) -> None:
         if r is not None and not self._lost:
-            if self._enhanced_codes():
-                r = enhanced.enhance(r)
-            send_now(self.transport, r.to_bytes())
+            send_now(self.transport, enhanced.wire(r, self._enhanced_codes()))
 
     def _enhanced_codes(self) -> bool:
         """RFC 2034: codes on every reply once EHLO has offered them."""
@@ -601,7 +605,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             return None
         txn.recipients.append(address)
         self.apply_envrules("domainqueue", path.address)
-        return enhanced.with_code(Reply.of(250, reply.OK), "2.1.5")
+        return RCPT_OK
 
     def apply_envrules(self, kind: str, address: str) -> None:
         """Apply the *kind* envrules matching *address* and re-derive the

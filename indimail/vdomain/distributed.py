@@ -172,6 +172,8 @@ class RoutedStore(VStore):
         await VStore.set_mailstore(self, user.pw_name, domain, host, user.pw_passwd)
 
     def _read_user(self, name: str, domain: str):
+        if not self.domain_entries(domain):   # a central domain: the coalesced read itself
+            return VStore._read_user(self, name, domain)
         return self._routed_user(name, domain)
 
     async def _routed_user(self, name: str, domain: str) -> VUser | None:

@@ -37,6 +37,7 @@ from twisted.internet import defer, error, protocol, task, threads
 from indimail.config.control import ControlFiles
 from indimail.fastlog import Logger
 from indimail.plugins.api import CONTINUE, Result, denysoft, deny, disconnect
+from indimail.policy.rcpthosts import RelayPolicy, lowered_lines
 
 from . import flags
 from .store import deferred
@@ -349,7 +350,6 @@ class RecipientCheck:
         self.clock = clock if clock is not None else reactor
         self.penalty = penalty
         if in_rcpthosts is None:
-            from indimail.policy.rcpthosts import RelayPolicy
             in_rcpthosts = RelayPolicy(control).in_rcpthosts
         self.in_rcpthosts = in_rcpthosts
         self.rules = RecipientRules(control, Path(home.path), reactor)
@@ -359,15 +359,15 @@ class RecipientCheck:
 
     def applies(self, address: str) -> bool:
         """Blocking (cached control reads): whether chkrcptdomains lets *address* be checked."""
-        if not self.control.exists("chkrcptdomains"):
+        listed = self.control.parsed("chkrcptdomains", lowered_lines)
+        if listed is None:
             return True
         domain = address.rpartition("@")[2].lower()
-        listed = {line.strip().lower() for line in self.control.lines("chkrcptdomains")}
         return address.lower() in listed or ("@" + domain) in listed
 
     def _is_locals(self, address: str) -> bool:
         domain = address.rpartition("@")[2].lower()
-        return domain in {line.strip().lower() for line in self.control.lines("locals")}
+        return domain in (self.control.parsed("locals", lowered_lines) or ())
 
     async def _control(self, fn, *args):
         """*fn* reading control files: inline on a rechecking ControlFiles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -107,6 +108,26 @@ class PluginTest(TestCase):
     async def test_no_file_no_check(self):
         """Without control/accesslist every transaction passes."""
         self.assertIsNone(await self.plugin.hook_rcpt(context(), "b@example.com"))
+
+    async def test_absent_file_answers_at_once(self):
+        """Once the file was found absent, the hook returns None itself (no
+        coroutine) until the check interval has passed; a file written
+        meanwhile is applied after that."""
+        clock = Clock()
+
+        class TimedReactor:   # the real reactor's threads, the test's time
+            seconds = clock.seconds
+            getThreadPool = reactor.getThreadPool
+            callFromThread = reactor.callFromThread
+
+        plugin = AccessList(ControlFiles(self.dir), TimedReactor())
+        first = plugin.hook_rcpt(context(), "b@example.com")
+        self.assertTrue(inspect.iscoroutine(first))
+        self.assertIsNone(await first)
+        self.assertIsNone(plugin.hook_rcpt(context(), "b@example.com"))
+        (self.dir / "accesslist").write_text("from:*@example.net:ok@example.com\n")
+        clock.advance(1)
+        self.assertEqual((await plugin.hook_rcpt(context(), "b@example.com")).code, 553)
 
     async def test_accesslist_variable_names_another_file(self):
         """ACCESSLIST names the file (relative to the control directory)."""

@@ -3,9 +3,22 @@ badmailfrom, badrcptto, goodrcptto, blackholedsender, blackholedrcpt, spamignore
 
 from __future__ import annotations
 
+import inspect
+import os
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
-from .support import PolicyHarness
+from indimail.config.control import ControlFiles
+from indimail.config.environment import Environment
+from indimail.plugins.api import PluginSetup, Verdict
+from indimail.plugins.context import HookContext
+from indimail.policy.badlists import PLUGINS
+from indimail.smtp.session import Session, Transaction
+
+from .support import PolicyHarness, write_control
 
 BAD_SENDER = "553 sorry, your envelope sender has been denied (#5.7.1)"
 BAD_RCPT = "553 sorry, your envelope recipient has been denied (#5.7.1)"
@@ -170,3 +183,55 @@ class SpamIgnoreTest(TestCase):
         await off.start()
         await off.ask("MAIL FROM:<a@trusted.example>")
         self.assertNotIn("spamignore", off.session.transaction.notes)
+
+
+class EmptyListsTest(TestCase):
+    """Lists whose files are absent answer at once; written later, they apply."""
+
+    def setUp(self):
+        self.clock = Clock()
+        clock = self.clock
+
+        class TimedReactor:   # the real reactor's threads, the test's time
+            seconds = clock.seconds
+            getThreadPool = reactor.getThreadPool
+            callFromThread = reactor.callFromThread
+
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        write_control(self.directory, {"rcpthosts": "example.com\n"})
+        setup = PluginSetup(control=ControlFiles(self.directory), reactor=TimedReactor())
+        self.plugins = {name: factory(setup) for name, factory in PLUGINS.items()}
+        session = Session(env=Environment({"SPAMFILTER": "x"}), remote_ip="192.0.2.9")
+        self.ctx = HookContext(session, Transaction("a@example.net"), None, Clock(), Logger())
+
+    async def answer(self, name: str, hook: str, value: str):
+        result = getattr(self.plugins[name], "hook_" + hook)(self.ctx, value)
+        return (await result if inspect.iscoroutine(result) else result), result
+
+    async def test_absent_lists_answer_without_a_coroutine(self):
+        """Once a hook has found its files absent, its next calls within the
+        check interval return None itself, not a coroutine the plugin chain
+        would have to drive; goodrcptto still records its finding."""
+        hooks = [("badmailfrom", "mail"), ("spamignore", "mail"),
+                 ("blackholedsender", "mail"), ("goodrcptto", "rcpt"),
+                 ("badrcptto", "rcpt"), ("blackholedrcpt", "rcpt")]
+        for name, hook in hooks:
+            found, first = await self.answer(name, hook, "joe@example.com")
+            self.assertIsNone(found, name)
+            self.assertTrue(inspect.iscoroutine(first), name)
+        for name, hook in hooks:
+            found, again = await self.answer(name, hook, "joe@example.com")
+            self.assertIsNone(again, name)
+        self.assertEqual(self.ctx.transaction.notes["goodrcptto"], {"joe@example.com": False})
+
+    async def test_list_written_later_applies_after_the_interval(self):
+        """A badrcptto written while the list was known absent refuses the
+        recipient once the check interval has passed, as the slow path would."""
+        self.assertIsNone((await self.answer("badrcptto", "rcpt", "joe@example.com"))[0])
+        write_control(self.directory, {"badrcptto": "joe@example.com\n"})
+        self.clock.advance(0.5)
+        self.assertIsNone((await self.answer("badrcptto", "rcpt", "joe@example.com"))[0])
+        self.clock.advance(0.5)
+        result, _ = await self.answer("badrcptto", "rcpt", "joe@example.com")
+        self.assertEqual((result.verdict, result.code), (Verdict.DENY, 553))

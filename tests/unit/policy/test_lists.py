@@ -87,6 +87,46 @@ class ListsTest(TestCase):
         self.assertFalse(await brt.contains("a@example.com"))
         self.assertTrue(await brt.contains("bb@example.com"))
 
+    async def test_known_empty_family_answers_without_a_lookup(self):
+        """A family whose files were all absent at the last look (within the
+        interval) is known empty, so its hooks can answer at once; a file
+        made meanwhile is seen once the interval has passed, and a family
+        never looked at, or with a file, is not known empty."""
+        clock = Clock()
+
+        class TimedReactor:
+            seconds = clock.seconds
+            getThreadPool = reactor.getThreadPool
+            callFromThread = reactor.callFromThread
+
+        control = self.control({})
+        family = AddressList(control, "badrcptto", "BADRCPTTO", "badrcptpatterns",
+                             "BADRCPTPATTERNS", reactor=TimedReactor())
+        env = Environment()
+        self.assertFalse(family.known_empty(env))          # never looked at
+        self.assertFalse(await family.match("a@example.com", env))
+        self.assertTrue(family.known_empty(env))
+        self.assertFalse(family.known_empty(env.set(BADRCPTTO="other")))   # another file
+        write_control(str(control.directory), {"badrcptpatterns": "a@*\n"})
+        clock.advance(0.5)
+        self.assertTrue(family.known_empty(env))           # not looked at again yet
+        clock.advance(0.5)
+        self.assertFalse(family.known_empty(env))          # time to look again
+        self.assertTrue(await family.match("a@example.com", env))
+        self.assertFalse(family.known_empty(env))
+
+    async def test_known_missing_needs_every_form_absent(self):
+        """A list with only its cdb form is not known missing."""
+        control = self.control({"badmailfrom": "big@example.com\n"})
+        make_control_cdb(control.directory, "badmailfrom")
+        os.unlink(control.path("badmailfrom"))
+        bmf = ControlList(control, "badmailfrom", reactor=reactor)
+        self.assertTrue(await bmf.contains("big@example.com"))
+        self.assertFalse(bmf.known_missing())
+        empty = ControlList(control, "badrcptto", reactor=reactor)
+        self.assertFalse(await empty.contains("big@example.com"))
+        self.assertTrue(empty.known_missing())
+
     def test_wildmat_patterns_with_negation(self):
         """badmailpatterns: ``!`` lines exempt what earlier lines matched (the
         man page's earthlink example)."""

@@ -8,7 +8,7 @@ from indimail.config.control import ControlFiles
 from indimail.config.environment import Environment
 from indimail.plugins.api import ORDER_FIRST, deny, denysoft
 from indimail.queue.errors import QueueError
-from indimail.smtp.enhanced import code_of, enhance
+from indimail.smtp.enhanced import code_of, enhance, wire
 from indimail.smtp.reply import Reply
 from indimail.smtp.settings import load_settings
 from indimail.smtp.testing import FakeSink
@@ -71,6 +71,16 @@ class Function(SynchronousTestCase):
         r = enhance(Reply.of(550, "one", "two (#5.7.1)"))
         self.assertEqual(r.to_bytes(), b"550-5.7.1 one\r\n550 5.7.1 two (#5.7.1)\r\n")
         self.assertEqual(enhance(r), r)
+
+    def test_wire_form_with_and_without_codes(self):
+        """``wire`` gives the bytes sent: enhanced once codes were offered,
+        plain otherwise, whichever was asked first for the same reply."""
+        r = Reply.of(550, "one", "two (#5.7.1)")
+        self.assertEqual(wire(r, False), b"550-one\r\n550 two (#5.7.1)\r\n")
+        self.assertEqual(wire(r, True), b"550-5.7.1 one\r\n550 5.7.1 two (#5.7.1)\r\n")
+        self.assertEqual(wire(Reply.of(550, "one", "two (#5.7.1)"), False),
+                         b"550-one\r\n550 two (#5.7.1)\r\n")
+        self.assertEqual(wire(Reply.of(250, "ok"), True), b"250 2.0.0 ok\r\n")
 
     def test_version_numbers_are_not_codes(self):
         """A dotted number that is not "#x.y.z" (a version) is not taken for a code."""
