@@ -32,6 +32,12 @@ def drop_debug(dropped: bool = True) -> None:
     _debug_observed = not dropped
 
 
+def debug_observed() -> bool:
+    """Whether debug events are kept: a caller whose debug line costs work
+    to prepare (a property per argument) skips it when they are not."""
+    return _debug_observed
+
+
 class Logger(TwistedLogger):
     """``twisted.logger.Logger`` with a cheaper :meth:`emit`."""
 

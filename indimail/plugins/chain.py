@@ -7,7 +7,7 @@ import inspect
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from indimail.fastlog import Logger
+from indimail.fastlog import Logger, debug_observed
 from .api import CONTINUE, HOOKS, Result, Verdict, denysoft
 
 log = Logger()
@@ -50,8 +50,13 @@ class PluginChain:
 
         Hooks that answer at once are called in a plain loop (no timer, no
         coroutine): only a hook that returns a Deferred costs a timeout."""
+        return self._run_from(hook, ctx, args, 0)
+
+    def _run_from(self, hook: str, ctx, args, start: int) -> Result | defer.Deferred:
+        """:meth:`run_now` from the *start*-th plugin of *hook* on."""
         plugins = self._by_hook[hook]
-        for index, plugin in enumerate(plugins):
+        for index in range(start, len(plugins)):
+            plugin = plugins[index]
             try:
                 result = getattr(plugin, "hook_" + hook)(ctx, *args)
             except Exception:
@@ -64,8 +69,7 @@ class PluginChain:
             elif isinstance(result, defer.Deferred):
                 result = _settled(result)
             if isinstance(result, defer.Deferred):
-                d = self._wait(plugin, hook, result)
-                return d.addCallback(self._then, hook, ctx, args, index)
+                return self._wait(plugin, hook, result, ctx, args, index)
             if isinstance(result, Failure):
                 log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
                             hook=hook)
@@ -75,29 +79,31 @@ class PluginChain:
                 return _decided(ctx, plugin, hook, result)
         return CONTINUE
 
-    def _then(self, result: Result, hook: str, ctx, args, index: int):
-        """Continue the loop after a hook that answered later."""
-        plugins = self._by_hook[hook]
-        if result.final:
-            return _decided(ctx, plugins[index], hook, result)
-        rest = PluginChain.__new__(PluginChain)
-        rest.clock, rest.timeout = self.clock, self.timeout
-        rest._by_hook = {hook: plugins[index + 1:]}
-        return rest.run_now(hook, ctx, *args)
-
-    def _wait(self, plugin, hook: str, d: defer.Deferred) -> defer.Deferred:
+    def _wait(self, plugin, hook: str, d: defer.Deferred, ctx, args,
+              index: int) -> defer.Deferred:
+        """*d*, the answer of the *index*-th plugin, under the plugin's
+        timeout; then the loop goes on from the next plugin.  One callback
+        does it all (the timer, the check, the rest of the loop): under load
+        every suspended RCPT check runs it."""
         timeout = getattr(plugin, "timeout", None) or self.timeout
-        d.addTimeout(timeout, self.clock)
+        timer = self.clock.callLater(timeout, d.cancel)
 
-        def failed(failure):
-            if failure.check(defer.TimeoutError):
+        def landed(result):
+            if timer.active():
+                timer.cancel()
+            elif isinstance(result, Failure) and result.check(defer.CancelledError):
                 log.warn("plugin {name}: {hook} hook timed out after {t}s",
                          name=_name(plugin), hook=hook, t=timeout)
                 return denysoft(TIMEOUT_TEXT)
-            log.failure("plugin {name}: {hook} hook failed", failure, name=_name(plugin),
-                        hook=hook)
-            return denysoft(FAILURE_TEXT)
-        return d.addCallbacks(lambda r: _checked(plugin, hook, r), failed)
+            if isinstance(result, Failure):
+                log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
+                            hook=hook)
+                return denysoft(FAILURE_TEXT)
+            result = _checked(plugin, hook, result)
+            if result.final:
+                return _decided(ctx, plugin, hook, result)
+            return self._run_from(hook, ctx, args, index + 1)
+        return d.addBoth(landed)
 
 
 def _start(coro):
@@ -217,8 +223,9 @@ def _checked(plugin, hook: str, result) -> Result:
 
 
 def _decided(ctx, plugin, hook: str, result: Result) -> Result:
-    ctx.log.debug("plugin {name} {hook}: {verdict}", name=_name(plugin), hook=hook,
-                  verdict=result.verdict.value)
+    if debug_observed():
+        ctx.log.debug("plugin {name} {hook}: {verdict}", name=_name(plugin), hook=hook,
+                      verdict=result.verdict.value)
     return result
 
 

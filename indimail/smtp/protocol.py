@@ -356,17 +356,26 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             except Exception:
                 self.log.failure("sending a reply failed")
             return
-        d = result
-        d.addCallbacks(self._send, self._failed)
         answered = []   # not d.called: a fired Deferred may wait on a chained one
 
-        def mark(result):
-            answered.append(True)
-            return result
-        d.addBoth(mark)
+        def settled(result):
+            """Send the reply; if the session waited for it, read on (one
+            callback: under load every suspended RCPT check runs it)."""
+            try:
+                if isinstance(result, Failure):
+                    self._failed(result)
+                else:
+                    self._send(result)
+            except Exception:
+                self.log.failure("sending a reply failed")
+            if answered:
+                self._resume(None)
+            else:
+                answered.append(True)
+        result.addBoth(settled)
         if not answered:
+            answered.append(False)
             self._busy = True
-            d.addBoth(self._resume)
 
     def _resume(self, _) -> None:
         self._busy = False
@@ -556,9 +565,12 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
         self.apply_envrules("rcpt", path.address)
         result = self.hook_now("rcpt", path.address)
         if isinstance(result, defer.Deferred):
-            result.addCallback(self._rcpt_verdict, txn, path)
-            result.addErrback(self._rcpt_refused)
-            return result
+            return result.addCallbacks(self._rcpt_counted, self._rcpt_refused,
+                                       callbackArgs=(txn, path))
+        return self._rcpt_counted(result, txn, path)
+
+    def _rcpt_counted(self, result: Result, txn: Transaction, path):
+        """:meth:`_rcpt_verdict`, a refusal counted by :meth:`_rcpt_refused`."""
         try:
             return self._rcpt_verdict(result, txn, path)
         except SMTPError:

@@ -149,6 +149,37 @@ class AsyncHookTests(SynchronousTestCase):
         second.callback("two")
         self.assertEqual(self.successResultOf(d).text, "one+two")
 
+    def test_hook_answering_later_leaves_no_timer_and_the_rest_run(self):
+        """A hook that answers later runs under one timer, gone once it has
+        answered; the plugins after it then run, in order, and decide."""
+        from twisted.internet import defer
+        from indimail.plugins.api import deny
+        pending, seen = defer.Deferred(), []
+
+        class Later:
+            name, order = "later", 1
+
+            def hook_rcpt(self, ctx, rcpt):
+                seen.append(self.name)
+                return pending
+
+        class Next:
+            order = 2
+
+            def __init__(self, name, verdict):
+                self.name, self.verdict = name, verdict
+
+            def hook_rcpt(self, ctx, rcpt):
+                seen.append(self.name)
+                return self.verdict
+        clock = Clock()
+        chain = PluginChain([Later(), Next("b", None), Next("c", deny("no", 550))], clock)
+        d = chain.run("rcpt", _ctx(), "x@example.com")
+        self.assertEqual((seen, len(clock.getDelayedCalls())), (["later"], 1))
+        pending.callback(None)
+        self.assertEqual(self.successResultOf(d).text, "no")
+        self.assertEqual((seen, clock.getDelayedCalls()), (["later", "b", "c"], []))
+
     def test_async_hook_failing_after_a_wait_is_451(self):
         """An exception raised in an async hook after it waited (here the
         awaited Deferred's own failure) is logged and answered DENYSOFT."""
