@@ -70,13 +70,9 @@ class PluginChain:
                 result = _settled(result)
             if isinstance(result, defer.Deferred):
                 return self._wait(plugin, hook, result, ctx, args, index)
-            if isinstance(result, Failure):
-                log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
-                            hook=hook)
-                return denysoft(FAILURE_TEXT)
-            result = _checked(plugin, hook, result)
-            if result.final:
-                return _decided(ctx, plugin, hook, result)
+            decided = _answer(ctx, plugin, hook, result)
+            if decided is not None:
+                return decided
         return CONTINUE
 
     def _wait(self, plugin, hook: str, d: defer.Deferred, ctx, args,
@@ -95,15 +91,19 @@ class PluginChain:
                 log.warn("plugin {name}: {hook} hook timed out after {t}s",
                          name=_name(plugin), hook=hook, t=timeout)
                 return denysoft(TIMEOUT_TEXT)
-            if isinstance(result, Failure):
-                log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin),
-                            hook=hook)
-                return denysoft(FAILURE_TEXT)
-            result = _checked(plugin, hook, result)
-            if result.final:
-                return _decided(ctx, plugin, hook, result)
-            return self._run_from(hook, ctx, args, index + 1)
+            decided = _answer(ctx, plugin, hook, result)
+            return decided if decided is not None else self._run_from(hook, ctx, args, index + 1)
         return d.addBoth(landed)
+
+
+def _answer(ctx, plugin, hook: str, result) -> Result | None:
+    """What a hook's answer means for the chain: DENYSOFT for a failure, the
+    deciding Result, or None to go on with the next plugin."""
+    if isinstance(result, Failure):
+        log.failure("plugin {name}: {hook} hook failed", result, name=_name(plugin), hook=hook)
+        return denysoft(FAILURE_TEXT)
+    result = _checked(plugin, hook, result)
+    return _decided(ctx, plugin, hook, result) if result.final else None
 
 
 def _start(coro):
