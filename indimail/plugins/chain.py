@@ -64,12 +64,13 @@ class PluginChain:
                 return denysoft(FAILURE_TEXT)
             if result is None:                   # most hooks, most of the time
                 continue
-            if inspect.iscoroutine(result):      # an ``async def`` hook
-                result = _start(result)          # a value, or a fresh Deferred of ours
-            elif isinstance(result, defer.Deferred):
-                result = _settled(result)
-            if isinstance(result, defer.Deferred):
-                return self._wait(plugin, hook, result, ctx, args, index)
+            if result.__class__ is not Result:   # (Deferred's isinstance goes through ABCMeta)
+                if inspect.iscoroutine(result):      # an ``async def`` hook
+                    result = _start(result)          # a value, or a fresh Deferred of ours
+                elif isinstance(result, defer.Deferred):
+                    result = _settled(result)
+                if isinstance(result, defer.Deferred):
+                    return self._wait(plugin, hook, result, ctx, args, index)
             decided = _answer(ctx, plugin, hook, result)
             if decided is not None:
                 return decided

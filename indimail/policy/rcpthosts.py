@@ -39,6 +39,10 @@ def domain_suffixes(domain: str) -> list[str]:
     return keys
 
 
+# the address as given (the protocol queues the RCPT's own): one Result for all
+ACCEPTED = accept()
+
+
 def lowered_lines(path) -> frozenset[str]:
     """A domain list's lines, stripped and lower-cased, as a set: parsed once
     per change of the file (``ControlFiles.parsed``), not per recipient."""
@@ -65,9 +69,9 @@ class RelayPolicy:
             return accept(address=address + relayclient)
         txn = ctx.transaction
         if ctx.session.notes.get("relay") or (txn is not None and txn.notes.get("relay")):
-            return accept(address=address)
+            return ACCEPTED
         if self.in_rcpthosts(address):
-            return accept(address=address)
+            return ACCEPTED
         log.info("Invalid RELAY client: MAIL from <{sender}> RCPT <{rcpt}>",
                  sender=txn.sender if txn is not None else "", rcpt=address)
         return deny(relay_refusal(ctx.session), 553)   # over TLS: "; no valid cert for gateway"

@@ -350,7 +350,8 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             return
         if inspect.iscoroutine(result):
             result = defer.Deferred.fromCoroutine(result)
-        if not isinstance(result, defer.Deferred):
+        # most handlers answer a Reply at once (Deferred's isinstance goes through ABCMeta)
+        if result.__class__ is Reply or not isinstance(result, defer.Deferred):
             try:
                 self._send(result)
             except Exception:
