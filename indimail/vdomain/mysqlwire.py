@@ -19,6 +19,7 @@ path instead; so does any other failure (:class:`WireError`).
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections import deque
 from typing import Sequence
@@ -110,15 +111,21 @@ def lenenc_int(data: bytes, pos: int) -> tuple[int | None, int]:
 
 
 def parse_row(data: bytes, columns: int) -> tuple:
-    """One text-protocol row: each value a str, or None for SQL NULL."""
+    """One text-protocol row: each value a str, or None for SQL NULL.
+    Every user lookup parses one per user, so a value shorter than 251
+    bytes (one length byte, nearly all of them) takes no function call."""
     values, pos = [], 0
     for _ in range(columns):
-        length, pos = lenenc_int(data, pos)
-        if length is None:
-            values.append(None)
+        length = data[pos]
+        if length < 0xFB:
+            pos += 1
         else:
-            values.append(data[pos:pos + length].decode("utf-8", "surrogateescape"))
-            pos += length
+            length, pos = lenenc_int(data, pos)
+            if length is None:
+                values.append(None)
+                continue
+        values.append(data[pos:pos + length].decode("utf-8", "surrogateescape"))
+        pos += length
     return tuple(values)
 
 
@@ -142,6 +149,10 @@ def is_eof(data: bytes) -> bool:
     return data[:1] == b"\xfe" and len(data) < 9
 
 
+# characters no SQL literal needs escaped in either escaping mode
+_PLAIN = re.compile(r"[^\\\0\n\r\x1a'\"]*")
+
+
 def quote(value, no_backslash_escapes: bool = False) -> str:
     """*value* as an SQL literal (utf8mb4 connection): str, int, None."""
     if value is None:
@@ -151,6 +162,8 @@ def quote(value, no_backslash_escapes: bool = False) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
+    if _PLAIN.fullmatch(text):        # most names: nothing to escape
+        return "'" + text + "'"
     if no_backslash_escapes:
         return "'" + text.replace("'", "''") + "'"
     out = text.replace("\\", "\\\\").replace("\0", "\\0").replace("\n", "\\n")

@@ -2,7 +2,7 @@
 
 import struct
 
-from pymysql import _auth
+from pymysql import _auth, converters
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
@@ -55,6 +55,20 @@ class PacketTests(unittest.TestCase):
 
     def test_row_with_null(self):
         self.assertEqual(mw.parse_row(b"\x02ab\xfb\x00", 3), ("ab", None, ""))
+
+    def test_row_with_long_values(self):
+        """Values of 251 bytes and more carry a longer length prefix."""
+        long, longer = "x" * 300, "é" * 40000
+        data = (b"\xfc" + struct.pack("<H", 300) + long.encode() + b"\x01a"
+                + b"\xfd" + len(longer.encode()).to_bytes(3, "little") + longer.encode())
+        self.assertEqual(mw.parse_row(data, 3), (long, "a", longer))
+
+    def test_literals_agree_with_pymysql(self):
+        """Quoting in both escaping modes gives PyMySQL's literals."""
+        for text in ("alice", "", "o'neil", 'say "hi"', "back\\slash", "nul\0byte",
+                     "line\nbreak\r", "ctrl\x1az", "ünïcode@example.com"):
+            self.assertEqual(mw.quote(text), "'" + converters.escape_string(text) + "'")
+            self.assertEqual(mw.quote(text, True), "'" + text.replace("'", "''") + "'")
 
     def test_handshake_answers_with_the_scramble_of_the_full_salt(self):
         proto, transport = connected()
