@@ -28,6 +28,10 @@ class PluginChain:
         self._by_hook = {
             hook: [p for p in ordered if callable(getattr(p, "hook_" + hook, None))]
             for hook in HOOKS}
+        # each plugin's bound hook, found once: every command of every session
+        # walks its hook's list
+        self._calls = {hook: [getattr(p, "hook_" + hook) for p in plugins]
+                       for hook, plugins in self._by_hook.items()}
 
     def names(self, hook: str) -> list[str]:
         """The plugin names that run for *hook*, in order."""
@@ -54,16 +58,17 @@ class PluginChain:
 
     def _run_from(self, hook: str, ctx, args, start: int) -> Result | defer.Deferred:
         """:meth:`run_now` from the *start*-th plugin of *hook* on."""
-        plugins = self._by_hook[hook]
+        plugins, calls = self._by_hook[hook], self._calls[hook]
         for index in range(start, len(plugins)):
-            plugin = plugins[index]
             try:
-                result = getattr(plugin, "hook_" + hook)(ctx, *args)
+                result = calls[index](ctx, *args)
             except Exception:
-                log.failure("plugin {name}: {hook} hook failed", name=_name(plugin), hook=hook)
+                log.failure("plugin {name}: {hook} hook failed", name=_name(plugins[index]),
+                            hook=hook)
                 return denysoft(FAILURE_TEXT)
             if result is None:                   # most hooks, most of the time
                 continue
+            plugin = plugins[index]
             if result.__class__ is not Result:   # (Deferred's isinstance goes through ABCMeta)
                 if inspect.iscoroutine(result):      # an ``async def`` hook
                     result = _start(result)          # a value, or a fresh Deferred of ours
