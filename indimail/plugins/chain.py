@@ -29,7 +29,7 @@ class PluginChain:
             hook: [p for p in ordered if callable(getattr(p, "hook_" + hook, None))]
             for hook in HOOKS}
         # each plugin's bound hook, found once: every command of every session
-        # walks its hook's list
+        # walks its hook's list (a hook_* replaced later on a plugin is not seen)
         self._calls = {hook: [getattr(p, "hook_" + hook) for p in plugins]
                        for hook, plugins in self._by_hook.items()}
 

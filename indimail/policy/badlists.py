@@ -169,6 +169,16 @@ async def listed_unless_good(ctx, good: AddressList, family: AddressList, recipi
     return bool(found), None
 
 
+def not_listed_now(ctx, good: AddressList, family: AddressList, recipient: str) -> bool:
+    """Whether :func:`listed_unless_good` is known to answer ``(False, None)``
+    without a look: *family* is known empty, and goodrcptto (asked first
+    there, and able to fail with 451) has its finding noted or is known
+    empty too."""
+    if not family.known_empty(ctx.env):
+        return False
+    return recipient in _good_notes(ctx) or good.known_empty(ctx.env)
+
+
 def goodrcpt_family(setup) -> AddressList:
     return AddressList(setup.control, "goodrcptto", "GOODRCPTTO", "goodrcptpatterns",
                        "GOODRCPTPATTERNS", setup=setup)
@@ -191,7 +201,7 @@ class GoodRcptTo:
 
     def hook_rcpt(self, ctx, recipient: str):
         if self.family.known_empty(ctx.env):
-            _good_notes(ctx)[recipient] = False
+            _good_notes(ctx).setdefault(recipient, False)   # keep an earlier finding
             return None
         return self._rcpt(ctx, recipient)
 
@@ -213,7 +223,8 @@ class BadRcptTo(_ListPlugin):
         self.good = goodrcpt_family(setup)
 
     def hook_rcpt(self, ctx, recipient: str):
-        return None if self.family.known_empty(ctx.env) else self._rcpt(ctx, recipient)
+        return None if not_listed_now(ctx, self.good, self.family, recipient) \
+            else self._rcpt(ctx, recipient)
 
     async def _rcpt(self, ctx, recipient: str):
         found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)
@@ -252,7 +263,8 @@ class BlackholedRcpt(_ListPlugin):
         return self.relay.in_rcpthosts(recipient)
 
     def hook_rcpt(self, ctx, recipient: str):
-        return None if self.family.known_empty(ctx.env) else self._rcpt(ctx, recipient)
+        return None if not_listed_now(ctx, self.good, self.family, recipient) \
+            else self._rcpt(ctx, recipient)
 
     async def _rcpt(self, ctx, recipient: str):
         found, failure = await listed_unless_good(ctx, self.good, self.family, recipient)

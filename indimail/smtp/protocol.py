@@ -243,7 +243,12 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
 
     def _send(self, r: Reply | None) -> None:
         if r is not None and not self._lost:
-            send_now(self.transport, enhanced.wire(r, self._enhanced_codes()))
+            codes = self._enhanced_codes()
+            try:
+                data = enhanced.wire(r, codes)
+            except TypeError:        # a Reply built by hand with unhashable lines
+                data = (enhanced.enhance(r) if codes else r).to_bytes()
+            send_now(self.transport, data)
 
     def _enhanced_codes(self) -> bool:
         """RFC 2034: codes on every reply once EHLO has offered them."""
@@ -357,7 +362,7 @@ class SMTPServerProtocol(TLSAndAuthCommands, Protocol):
             except Exception:
                 self.log.failure("sending a reply failed")
             return
-        answered = []   # not d.called: a fired Deferred may wait on a chained one
+        answered = []   # not result.called: a fired Deferred may wait on a chained one
 
         def settled(result):
             """Send the reply; if the session waited for it, read on (one

@@ -180,6 +180,30 @@ class AsyncHookTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).text, "no")
         self.assertEqual((seen, clock.getDelayedCalls()), (["later", "b", "c"], []))
 
+    def test_timeout_and_outside_cancel_answer_their_own_texts(self):
+        """A hook past its timeout is answered with the timeout text; one
+        cancelled from outside (its session went away) with the failure text."""
+        from twisted.internet import defer
+        from indimail.plugins.chain import DEFAULT_TIMEOUT, FAILURE_TEXT, TIMEOUT_TEXT
+        waits = []
+
+        class Plugin:
+            name, order = "a", 1
+
+            def hook_rcpt(self, ctx, rcpt):
+                waits.append(defer.Deferred())
+                return waits[-1]
+        clock = Clock()
+        chain = PluginChain([Plugin()], clock)
+        timed = chain.run("rcpt", _ctx(), "x@example.com")
+        clock.advance(DEFAULT_TIMEOUT)
+        self.assertEqual(self.successResultOf(timed).text, TIMEOUT_TEXT)
+        dropped = chain.run("rcpt", _ctx(), "x@example.com")
+        dropped.cancel()
+        self.assertEqual(self.successResultOf(dropped).text, FAILURE_TEXT)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(len(self.flushLoggedErrors(defer.CancelledError)), 1)
+
     def test_async_hook_failing_after_a_wait_is_451(self):
         """An exception raised in an async hook after it waited (here the
         awaited Deferred's own failure) is logged and answered DENYSOFT."""

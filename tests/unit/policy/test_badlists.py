@@ -235,3 +235,21 @@ class EmptyListsTest(TestCase):
         self.clock.advance(0.5)
         result, _ = await self.answer("badrcptto", "rcpt", "joe@example.com")
         self.assertEqual((result.verdict, result.code), (Verdict.DENY, 553))
+
+    async def test_broken_goodrcptto_still_answers_451_after_a_known_empty_badrcptto(self):
+        """badrcptto asks goodrcptto first; with badrcptto known empty but
+        goodrcptto due for a look (and now broken), the answer is still 451."""
+        self.assertIsNone((await self.answer("badrcptto", "rcpt", "joe@example.com"))[0])
+        self.clock.advance(1)    # joe's goodrcptto finding is noted: only badrcptto is looked at
+        self.assertIsNone((await self.answer("badrcptto", "rcpt", "joe@example.com"))[0])
+        write_control(self.directory, {"goodrcptto.cdb": b"junk"})
+        self.clock.advance(0.5)  # badrcptto known empty, goodrcptto not
+        result, _ = await self.answer("badrcptto", "rcpt", "ann@example.com")
+        self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
+
+    async def test_known_empty_goodrcptto_keeps_an_earlier_finding(self):
+        """A recipient found good earlier in the transaction stays good."""
+        await self.answer("goodrcptto", "rcpt", "other@example.com")
+        self.ctx.transaction.notes["goodrcptto"]["joe@example.com"] = True
+        self.assertEqual((await self.answer("goodrcptto", "rcpt", "joe@example.com")), (None, None))
+        self.assertTrue(self.ctx.transaction.notes["goodrcptto"]["joe@example.com"])

@@ -63,6 +63,12 @@ class PacketTests(unittest.TestCase):
                 + b"\xfd" + len(longer.encode()).to_bytes(3, "little") + longer.encode())
         self.assertEqual(mw.parse_row(data, 3), (long, "a", longer))
 
+    def test_row_lengths_at_the_one_byte_limit(self):
+        """250 bytes take one length byte; 251 the 0xFC form."""
+        a, b = "a" * 250, "b" * 251
+        data = b"\xfa" + a.encode() + b"\xfc" + struct.pack("<H", 251) + b.encode()
+        self.assertEqual(mw.parse_row(data, 2), (a, b))
+
     def test_literals_agree_with_pymysql(self):
         """Quoting in both escaping modes gives PyMySQL's literals."""
         for text in ("alice", "", "o'neil", 'say "hi"', "back\\slash", "nul\0byte",
