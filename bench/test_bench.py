@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -280,7 +281,7 @@ import base64  # noqa: E402
 import random  # noqa: E402
 
 from auth_burst import offers_plain, plain_token, split_samples  # noqa: E402
-from rcpt_check import (DOMAIN, Database, ServicePeer, chunks, cpu_seconds,  # noqa: E402
+from rcpt_check import (DOMAIN, CpuMeter, Database, ServicePeer, chunks, cpu_seconds,  # noqa: E402
                         median_round, pacing, pick_recipients, read_reply, ReplyError,
                         tool_env, user_rows, verdict)
 from rcpt_check import summarise as summarise_latencies  # noqa: E402
@@ -369,6 +370,18 @@ class RcptCheckTests(SynchronousTestCase):
         the command name has spaces."""
         stat = "42 (a (b) c) S 1 42 42 0 -1 0 0 0 0 0 150 50 0 0 20 0 1 0"
         self.assertEqual(cpu_seconds(stat, ticks=100), 2.0)
+
+    def test_cpu_meter_counts_this_client_too(self):
+        """The meter reports the benchmark process's own CPU beside the
+        service's and the database's."""
+        meter = CpuMeter(os.getpgid(0), db_names=("no-such-database",))
+        meter.start()
+        deadline = time.process_time() + 0.05
+        while time.process_time() < deadline:
+            pass
+        used = meter.stop()
+        self.assertEqual(used["db_cpu"], 0.0)
+        self.assertGreaterEqual(used["client_cpu"], 0.05)
 
     def test_service_environment_names_the_database_and_drops_overrides(self):
         """The commands and twistd get the home, MYSQL_DATABASE and an empty
