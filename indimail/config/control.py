@@ -107,6 +107,10 @@ def _read_text(path: Path) -> list[str]:
     return strip_lines(path.read_bytes())
 
 
+def _read_keys(path: Path) -> frozenset[str]:
+    return frozenset(line.strip().lower() for line in _read_text(path))
+
+
 def _read_cdb(path: Path) -> cdblib.Reader:
     try:
         return cdblib.Reader(path.read_bytes())
@@ -170,6 +174,12 @@ class ControlFiles:
             return list(default or [])
         return list(value)  # type: ignore[arg-type]
 
+    def keys(self, name: str) -> frozenset[str] | None:
+        """The text file's lines stripped and lower-cased, as a set made once
+        per change of the file (lists asked on every RCPT: rcpthosts, locals,
+        chkrcptdomains); None when absent."""
+        return self._cached("keys", name, _read_keys)  # type: ignore[return-value]
+
     def value(self, name: str, default: str | None = None) -> str | None:
         """The first meaningful line (qmail's control_readline)."""
         lines = self.lines(name)
@@ -198,7 +208,6 @@ class ControlFiles:
             return reader.get(key.encode("utf-8", "surrogateescape")) is not None
         if self.sql_lookup is not None and self.exists(name + ".sql"):
             return self.sql_lookup(name, key)
-        lines = self.lines(name)
         if lower:
-            return key in {line.strip().lower() for line in lines}
-        return key in {line.strip() for line in lines}
+            return key in (self.keys(name) or ())
+        return key in {line.strip() for line in self.lines(name)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from indimail.config.control import ControlFiles, strip_lines
+from indimail.config.control import ControlFiles
 from indimail.fastlog import Logger
 from indimail.plugins.api import ORDER_RELAY, accept, deny
 from indimail.smtp import reply
@@ -41,12 +41,6 @@ def domain_suffixes(domain: str) -> list[str]:
 
 # the address as given (the protocol queues the RCPT's own): one Result for all
 ACCEPTED = accept()
-
-
-def lowered_lines(path) -> frozenset[str]:
-    """A domain list's lines, stripped and lower-cased, as a set: parsed once
-    per change of the file (``ControlFiles.parsed``), not per recipient."""
-    return frozenset(line.strip().lower() for line in strip_lines(path.read_bytes()))
 
 
 class RelayPolicy:
@@ -82,7 +76,7 @@ class RelayPolicy:
         if domain is None:
             return True
         keys = domain_suffixes(domain)
-        listed = self.control.parsed("rcpthosts", lowered_lines)
+        listed = self.control.keys("rcpthosts")
         found = listed is not None and any(k in listed for k in keys)
         # rcpthosts.cdb (written by ``indimail init`` beside the text) and
         # upstream's morercpthosts.cdb

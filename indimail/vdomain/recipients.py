@@ -37,7 +37,7 @@ from twisted.internet import defer, error, protocol, task, threads
 from indimail.config.control import ControlFiles
 from indimail.fastlog import Logger
 from indimail.plugins.api import CONTINUE, Result, denysoft, deny, disconnect
-from indimail.policy.rcpthosts import RelayPolicy, lowered_lines
+from indimail.policy.rcpthosts import RelayPolicy
 
 from . import flags
 from .store import deferred
@@ -359,7 +359,7 @@ class RecipientCheck:
 
     def applies(self, address: str) -> bool:
         """Blocking (cached control reads): whether chkrcptdomains lets *address* be checked."""
-        listed = self.control.parsed("chkrcptdomains", lowered_lines)
+        listed = self.control.keys("chkrcptdomains")
         if listed is None:
             return True
         domain = address.rpartition("@")[2].lower()
@@ -367,7 +367,7 @@ class RecipientCheck:
 
     def _is_locals(self, address: str) -> bool:
         domain = address.rpartition("@")[2].lower()
-        return domain in (self.control.parsed("locals", lowered_lines) or ())
+        return domain in (self.control.keys("locals") or ())
 
     async def _control(self, fn, *args):
         """*fn* reading control files: inline on a rechecking ControlFiles

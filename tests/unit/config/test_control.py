@@ -93,6 +93,18 @@ class ControlFilesTests(SynchronousTestCase):
         (d / "rcpthosts").unlink()
         self.assertEqual(control.lines("rcpthosts"), [])
 
+    def test_keys_are_a_lowered_set_made_once_per_change(self):
+        """keys(): the lines stripped and lower-cased as one set, the same
+        object until the file changes; None when it is absent."""
+        d = tempdir(self)
+        (d / "locals").write_bytes(b"# ours\n Example.COM \nlocalhost\n")
+        control = ControlFiles(d)
+        self.assertEqual(control.keys("locals"), {"example.com", "localhost"})
+        self.assertIs(control.keys("locals"), control.keys("locals"))
+        write_atomic(d / "locals", b"other.org\n")
+        self.assertEqual(control.keys("locals"), {"other.org"})
+        self.assertIsNone(control.keys("absent"))
+
     def test_cached_until_changed(self):
         """Unchanged files are not re-parsed: the same cdb reader is returned."""
         d = tempdir(self)
