@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from indimail_peer import PROJECT_ROOT, IndimailError, IndimailPeer, venv_tool  # noqa: E402
 from latency import percentile  # noqa: E402
+from rcpt_driver import ReplyError, drive, plan  # noqa: E402
 from ready import free_port  # noqa: E402
 from smtp_resources import process_group  # noqa: E402
 
@@ -276,10 +277,6 @@ class ServicePeer(IndimailPeer):
 
 # -- the SMTP client --------------------------------------------------------------
 
-class ReplyError(Exception):
-    """The server answered something the benchmark did not expect."""
-
-
 async def read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """(code, full text) of one (possibly multi-line) reply."""
     lines = []
@@ -325,87 +322,6 @@ async def close(reader, writer) -> None:
         await writer.wait_closed()
     except OSError:
         pass
-
-
-def pacing(interval: float, offset: float, now: float):
-    """Send times of a paced session: *offset* after *now*, then every
-    *interval*.  The schedule does not slip: after a slow reply the next
-    sends go at once, so the offered load stays what ``--rate`` says."""
-    due = now + offset
-    while True:
-        yield due
-        due += interval
-
-
-async def rcpt_session(port: int, recipients: list[str], per_mail: int,
-                       ready: asyncio.Future, start: asyncio.Event,
-                       latencies: list[float], refused: list[bytes],
-                       interval: float = 0.0, offset: float = 0.0) -> None:
-    """MAIL, then RCPTs one at a time (each timed), RSET every *per_mail*;
-    with *interval* one RCPT every *interval* seconds, else back to back."""
-    reader, writer, _ = await connect(port)
-    try:
-        ready.set_result(None)
-        await start.wait()
-        times = pacing(interval, offset, time.monotonic()) if interval > 0 else None
-        for part in chunks(recipients, per_mail):
-            await command(reader, writer, f"MAIL FROM:<{SENDER}>", 250)
-            for address in part:
-                if times is not None:
-                    due = next(times)
-                    now = time.monotonic()
-                    if due > now:
-                        await asyncio.sleep(due - now)
-                started = time.perf_counter()
-                writer.write(f"RCPT TO:<{address}>\r\n".encode())
-                code, text = await read_reply(reader)
-                latencies.append(time.perf_counter() - started)
-                if code != 250:
-                    refused.append(text)
-            await command(reader, writer, "RSET", 250)
-    finally:
-        await close(reader, writer)
-
-
-async def started_together(make_tasks) -> tuple[list, float]:
-    """Run the coroutines ``make_tasks(ready_futures, start_event)`` gives:
-    wait until each is ready (or failed), then set the start event; returns
-    (results, wall seconds from the start)."""
-    loop = asyncio.get_running_loop()
-    start = asyncio.Event()
-    ready: list[asyncio.Future] = []
-
-    def future():
-        f = loop.create_future()
-        ready.append(f)
-        return f
-    tasks = [asyncio.ensure_future(c) for c in make_tasks(future, start)]
-    for f, t in zip(ready, tasks):
-        await asyncio.wait([f, t], return_when=asyncio.FIRST_COMPLETED)
-        if t.done() and t.exception() is not None:
-            start.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise t.exception()
-    began = time.perf_counter()
-    start.set()
-    results = await asyncio.gather(*tasks)
-    return results, time.perf_counter() - began
-
-
-async def run_sessions(port: int, per_session: list[list[str]], per_mail: int,
-                       rate: float = 0.0) -> tuple[list[float], list[bytes], float]:
-    """All sessions connected first, then started together; (latencies,
-    refused replies, wall seconds of the RCPT phase).  *rate* > 0 paces
-    them to that many RCPTs/s in all, their sends spread evenly."""
-    latencies: list[float] = []
-    refused: list[bytes] = []
-    n = len(per_session)
-    interval = n / rate if rate > 0 else 0.0
-    _, seconds = await started_together(lambda future, start: [
-        rcpt_session(port, rcpts, per_mail, future(), start, latencies, refused,
-                     interval, interval * i / n)
-        for i, rcpts in enumerate(per_session)])
-    return latencies, refused, seconds
 
 
 async def probe(port: int, expect: int) -> bytes:
@@ -465,17 +381,16 @@ def phase(root: Path, db: Database, check: bool, args, rng: random.Random) -> di
     warm = [pick_recipients(rng, args.users, args.warmup) for _ in range(args.sessions)]
     label = "CHECKRECIPIENT=1" if check else "baseline (no check)"
     with peer:
-        async def body():
-            probe_text = await probe(peer.port, 550 if check else 250)
-            if args.warmup:
-                await run_sessions(peer.port, warm, args.per_mail)
-            meter.start()
-            measured = [await run_sessions(peer.port, per_session, args.per_mail, args.rate)
-                        for per_session in rounds]
-            return probe_text, measured, meter.stop()
         meter = CpuMeter(peer._proc.pid)
         try:
-            probe_text, measured, cpu = asyncio.run(body())
+            probe_text = asyncio.run(probe(peer.port, 550 if check else 250))
+            if args.warmup:
+                drive(peer.port, [plan(w, args.per_mail, SENDER) for w in warm])
+            meter.start()
+            measured = [drive(peer.port, [plan(r, args.per_mail, SENDER) for r in per_session],
+                              args.sessions / args.rate if args.rate > 0 else 0.0)
+                        for per_session in rounds]
+            cpu = meter.stop()
         except ReplyError as exc:
             raise IndimailError(f"{label}: {exc}\n{peer.log_tail()}") from exc
     summaries = [summarise(latencies, seconds) for latencies, _, seconds in measured]

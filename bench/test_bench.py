@@ -277,13 +277,16 @@ class ResourcesTests(SynchronousTestCase):
 # -- virtual-domain benchmarks: rcpt_check.py and auth_burst.py ------------------------
 
 import asyncio  # noqa: E402
+import socketserver  # noqa: E402
+import threading  # noqa: E402
 import base64  # noqa: E402
 import random  # noqa: E402
 
 from auth_burst import offers_plain, plain_token, split_samples  # noqa: E402
 from rcpt_check import (DOMAIN, CpuMeter, Database, ServicePeer, chunks, cpu_seconds,  # noqa: E402
-                        median_round, pacing, pick_recipients, read_reply, ReplyError,
+                        median_round, pick_recipients, read_reply, ReplyError,
                         tool_env, user_rows, verdict)
+from rcpt_driver import drive, plan, take_reply  # noqa: E402
 from rcpt_check import summarise as summarise_latencies  # noqa: E402
 
 
@@ -333,10 +336,6 @@ class RcptCheckTests(SynchronousTestCase):
         """RCPTs are grouped per MAIL transaction, the last group shorter."""
         self.assertEqual(chunks(list(range(5)), 2), [[0, 1], [2, 3], [4]])
 
-    def test_pacing_keeps_the_schedule(self):
-        """A paced session sends at offset, offset+interval, ... from its start."""
-        times = pacing(0.5, 0.1, 10.0)
-        self.assertEqual([next(times) for _ in range(3)], [10.1, 10.6, 11.1])
 
     def test_summary_and_verdict(self):
         """Percentiles are nearest-rank, the rate is count/seconds, and the
@@ -407,6 +406,75 @@ class RcptCheckTests(SynchronousTestCase):
         self.assertEqual(peer.command()[-2:], ["--smtp-workers", "0"])
         self.assertEqual(peer.command()[:6],
                          ["/v/twistd", "-n", "--pidfile=", "indimail", "--home", "/tmp/r/home"])
+
+
+class _SmtpStub(socketserver.StreamRequestHandler):
+    """Just enough SMTP for the driver: RCPTs of ``bad...`` are refused
+    (550), a MAIL from ``<fail@...>`` gets 451."""
+
+    def handle(self):
+        self.wfile.write(b"220 stub\r\n")
+        for line in self.rfile:
+            verb = line[:4].upper()
+            if verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            if verb == b"EHLO":
+                reply = b"250-stub\r\n250 PIPELINING\r\n"
+            elif verb == b"RCPT" and b"<bad" in line:
+                reply = b"550 no such user\r\n"
+            elif verb == b"MAIL" and b"<fail@" in line:
+                reply = b"451 try later\r\n"
+            else:
+                reply = b"250 ok\r\n"
+            self.wfile.write(reply)
+
+
+class RcptDriverTests(SynchronousTestCase):
+    def setUp(self):
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpStub)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+        self.port = self.server.server_address[1]
+
+    def test_take_reply_takes_whole_replies_only(self):
+        """A multi-line reply comes out whole, code and all lines; a partial
+        line stays in the buffer."""
+        buffer = bytearray(b"250-bench\r\n250 AUTH PLAIN\r\n550 no\r\n25")
+        self.assertEqual(take_reply(buffer), (250, b"250-bench\r\n250 AUTH PLAIN\r\n"))
+        self.assertEqual(take_reply(buffer), (550, b"550 no\r\n"))
+        self.assertIsNone(take_reply(buffer))
+        self.assertEqual(buffer, bytearray(b"25"))
+        self.assertRaises(ReplyError, take_reply, bytearray(b"hello\r\n"))
+
+    def test_plan_is_mail_rcpts_rset_per_transaction_and_times_only_rcpts(self):
+        commands = plan(["a@x", "b@x", "c@x"], 2, "s@y")
+        self.assertEqual([c.line for c in commands], [
+            b"MAIL FROM:<s@y>\r\n", b"RCPT TO:<a@x>\r\n", b"RCPT TO:<b@x>\r\n", b"RSET\r\n",
+            b"MAIL FROM:<s@y>\r\n", b"RCPT TO:<c@x>\r\n", b"RSET\r\n"])
+        self.assertEqual([c.timed for c in commands], [False, True, True, False] * 1
+                         + [False, True, False])
+
+    def test_drive_times_every_rcpt_and_keeps_refusals(self):
+        """Every RCPT of every session is timed; refusals are kept, not fatal."""
+        sessions = [plan(["a@x", "bad1@x", "b@x"], 2, "s@y"), plan(["c@x"] * 4, 3, "s@y")]
+        latencies, refused, seconds = drive(self.port, sessions)
+        self.assertEqual(len(latencies), 7)
+        self.assertTrue(all(0 < t < seconds + 1 for t in latencies))
+        self.assertEqual(refused, [b"550 no such user\r\n"])
+
+    def test_drive_paces_each_session(self):
+        """With an interval each session sends one RCPT per interval."""
+        _, _, seconds = drive(self.port, [plan(["a@x"] * 4, 100, "s@y")], interval=0.05)
+        self.assertGreaterEqual(seconds, 0.15)
+
+    def test_an_unexpected_code_is_an_error(self):
+        """A MAIL not answered 250 stops the run with the reply in the error."""
+        with self.assertRaises(ReplyError) as caught:
+            drive(self.port, [plan(["a@x"], 1, "fail@y")])
+        self.assertIn("451 try later", str(caught.exception))
 
 
 class AuthBurstTests(SynchronousTestCase):
