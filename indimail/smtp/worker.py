@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     drop_debug()   # the filter above would throw every debug event away
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
+    from indimail.leanreactor import install
+    install()
     from twisted.internet import reactor, task
     stdout.attach(reactor)
     atexit.register(stdout.drain)
