@@ -44,6 +44,11 @@ def parse_path(arg: str) -> Path | None:
     if rest.startswith("@"):  # source route: @a,@b:user@host
         k = rest.find(":")
         rest = rest[k + 1:] if k >= 0 else ""
+    if "\\" not in rest and '"' not in rest:   # nothing to unquote: most paths
+        end = rest.find(terminator)
+        if end < 0:
+            end = len(rest)
+        return _path(rest[:end], rest[end + 1:])
     out = []
     escaped = quoted = False
     end = len(rest)
@@ -60,10 +65,13 @@ def parse_path(arg: str) -> Path | None:
             quoted = not quoted
         else:
             out.append(ch)
-    address = "".join(out)
-    if len(address.encode("utf-8", "surrogateescape")) > MAX_PATH:
+    return _path("".join(out), rest[end + 1:])
+
+
+def _path(address: str, params: str) -> Path | None:
+    if len(address) > MAX_PATH // 4 and len(address.encode("utf-8", "surrogateescape")) > MAX_PATH:
         return None
-    return Path(address, parse_params(rest[end + 1:]))
+    return Path(address, parse_params(params) if params else {})
 
 
 def parse_params(text: str) -> dict[str, str | None]:

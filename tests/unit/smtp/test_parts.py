@@ -43,6 +43,18 @@ class Addresses(SynchronousTestCase):
         """Addresses over 900 bytes are a syntax error."""
         self.assertIsNone(parse_path("TO:<" + "a" * 901 + ">"))
         self.assertIsNotNone(parse_path("TO:<" + "a" * 900 + ">"))
+        self.assertIsNone(parse_path("TO:<" + "\u00e9" * 451 + "@x>"))      # bytes, not characters
+        self.assertIsNotNone(parse_path("TO:<" + "\u00e9" * 448 + "@x>"))
+
+    def test_plain_paths_match_the_unquoting_loop(self):
+        """A path with nothing to unquote (the fast path) parses as the loop
+        would: the null path, no closing bracket, parameters after it."""
+        self.assertEqual(parse_path("FROM:<>").address, "")
+        self.assertEqual(parse_path("TO:<a@x.example").address, "a@x.example")
+        self.assertEqual(parse_path("TO:<@r.example:a@x.example> NOTIFY=NEVER").params,
+                         {"NOTIFY": "NEVER"})
+        self.assertEqual(parse_path("TO:<@r.example:a@x.example>").address, "a@x.example")
+        self.assertEqual(parse_path('TO:<a"b"@x.example>').address, "ab@x.example")
 
     def test_domain_of(self):
         """The domain is what follows the last @, lower-cased."""
