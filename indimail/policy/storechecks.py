@@ -51,8 +51,8 @@ class CheckRecipient:
         if self.check is None or ("CHECKRECIPIENT" not in env and "MAX_RCPT_ERRCOUNT" not in env):
             return None
         txn = ctx.transaction
-        # the coroutine: the plugin chain runs it without a Deferred of its own
-        return self.check.verdict(env, recipient, sender=txn.sender, notes=txn.notes)
+        # a Result, one Deferred on the store's read, or (rarely) a coroutine
+        return self.check.verdict_now(env, recipient, sender=txn.sender, notes=txn.notes)
 
 
 class CheckRelay:

@@ -33,6 +33,7 @@ from typing import Mapping
 
 import cdblib
 from twisted.internet import defer, error, protocol, task, threads
+from twisted.python.failure import Failure
 
 from indimail.config.control import ControlFiles
 from indimail.fastlog import Logger
@@ -40,7 +41,7 @@ from indimail.plugins.api import CONTINUE, Result, denysoft, deny, disconnect
 from indimail.policy.rcpthosts import RelayPolicy
 
 from . import flags
-from .store import deferred
+from .store import VStore, deferred
 
 log = Logger()
 
@@ -274,6 +275,27 @@ async def user_status(store, address: str) -> int:
     if user is None:
         real = await store.real_domain(domain) or domain.lower()
         return FOUND if await store.alias_lines(local, real) else ABSENT
+    return _status_of(user)
+
+
+def user_status_now(store: VStore, address: str) -> defer.Deferred:
+    """:func:`user_status` as one callback on the store's coalesced read
+    when the user is there (the usual case); a missing user goes on as
+    :func:`user_status` (alias domains, valias)."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        return defer.succeed(ABSENT)
+    read = defer.ensureDeferred(store._read_user(local, domain))
+    return read.addCallback(_status_or_search, store, address)
+
+
+def _status_or_search(user, store, address: str):
+    if user is None:
+        return defer.Deferred.fromCoroutine(user_status(store, address))
+    return _status_of(user)
+
+
+def _status_of(user) -> int:
     if user.inactive:
         return INACTIVE
     if user.has(flags.BOUNCE_MAIL):
@@ -412,12 +434,9 @@ class RecipientCheck:
         DISCONNECT the 421 of MAX_RCPT_ERRCOUNT, DENYSOFT a 451 when a source
         could not answer."""
         notes = notes if notes is not None else {}
-        limit = max_errcount(env)
-        count = notes.get(ERRCOUNT_NOTE, 0)
-        if limit is not None and count > 0 and count >= limit:
-            log.info("Too many Invalid RECIPIENTS ({count}): MAIL from <{sender}>",
-                     count=count, sender=sender)
-            return disconnect(TOO_MANY_TEXT, 421)
+        over = _over_limit(env, notes, sender)
+        if over is not None:
+            return over
         mode = check_mode(env, self.store is not None)
         if mode is None or "@" not in address:
             return CONTINUE
@@ -427,21 +446,78 @@ class RecipientCheck:
             return CONTINUE
         try:
             found = await self.find(mode, address)
-        except RecipientsTempFail as exc:
-            log.error("recipients database error: {err}", err=exc)
-            return denysoft(RECIPIENTS_ERROR, 451)
         except Exception:
-            log.failure("sql database error")
-            return denysoft(DB_ERROR, 451)
-        if found.status == FOUND:
-            return CONTINUE
-        notes[ERRCOUNT_NOTE] = count + 1
-        if self.penalty > 0:   # make harvesting addresses slow
-            await task.deferLater(self.clock, self.penalty, lambda: None)
-        state = STATUS_TEXT[found.status]
-        log.info("Invalid RECIPIENT address: MAIL from <{sender}> RCPT <{rcpt}> state <{state}>",
-                 sender=sender, rcpt=address, state=state)
-        return deny(f"sorry, {sender} mailbox <{address}> {state}", 550)
+            return _lookup_failed(Failure())
+        judged = self._judge(found.status, address, sender, notes)
+        return (await judged) if isinstance(judged, defer.Deferred) else judged
 
-    check = deferred(verdict)
-    check.__doc__ = """:meth:`verdict` as a Deferred."""
+    def verdict_now(self, env: Mapping[str, str], address: str, *, sender: str = "",
+                    notes: dict | None = None) -> Result | defer.Deferred:
+        """:meth:`verdict` without its coroutine in the usual case: the
+        service's rechecking control files, an opened store and
+        ``CHECKRECIPIENT=1`` for a domain not in ``locals``.  Then the answer
+        is CONTINUE or a Result at once, or one Deferred on the store's
+        (coalesced) read of the user; anything else is :meth:`verdict`'s
+        coroutine.  Under load every RCPT runs this."""
+        store = self.store
+        if (not getattr(self.control, "recheck", 0) or not isinstance(store, VStore)
+                or check_mode(env, True) != 1):
+            return self.verdict(env, address, sender=sender, notes=notes)
+        notes = notes if notes is not None else {}
+        over = _over_limit(env, notes, sender)
+        if over is not None:
+            return over
+        if "@" not in address or not self.in_rcpthosts(address) or not self.applies(address):
+            return CONTINUE
+        if self._is_locals(address):
+            return self.verdict(env, address, sender=sender, notes=notes, local=True)
+        return user_status_now(store, address).addCallbacks(
+            self._judge, _lookup_failed, callbackArgs=(address, sender, notes))
+
+    def check(self, env: Mapping[str, str], address: str, **kw) -> defer.Deferred:
+        """:meth:`verdict_now` as a Deferred."""
+        result = self.verdict_now(env, address, **kw)
+        if isinstance(result, defer.Deferred):
+            return result
+        if isinstance(result, Result):
+            return defer.succeed(result)
+        return defer.Deferred.fromCoroutine(result)
+
+    def _judge(self, status: int, address: str, sender: str,
+               notes: dict) -> Result | defer.Deferred:
+        """CONTINUE for a found recipient; else count it against
+        MAX_RCPT_ERRCOUNT and refuse it with upstream's 550, after the
+        penalty."""
+        if status == FOUND:
+            return CONTINUE
+        notes[ERRCOUNT_NOTE] = notes.get(ERRCOUNT_NOTE, 0) + 1
+        if self.penalty > 0:   # make harvesting addresses slow
+            return task.deferLater(self.clock, self.penalty, _refusal, status, address, sender)
+        return _refusal(status, address, sender)
+
+
+def _over_limit(env: Mapping[str, str], notes: dict, sender: str) -> Result | None:
+    """The 421 once the transaction has had MAX_RCPT_ERRCOUNT unknown recipients."""
+    limit = max_errcount(env)
+    count = notes.get(ERRCOUNT_NOTE, 0)
+    if limit is not None and count > 0 and count >= limit:
+        log.info("Too many Invalid RECIPIENTS ({count}): MAIL from <{sender}>",
+                 count=count, sender=sender)
+        return disconnect(TOO_MANY_TEXT, 421)
+    return None
+
+
+def _refusal(status: int, address: str, sender: str) -> Result:
+    state = STATUS_TEXT[status]
+    log.info("Invalid RECIPIENT address: MAIL from <{sender}> RCPT <{rcpt}> state <{state}>",
+             sender=sender, rcpt=address, state=state)
+    return deny(f"sorry, {sender} mailbox <{address}> {state}", 550)
+
+
+def _lookup_failed(failure: Failure) -> Result:
+    """A source that could not answer: 451, never 550."""
+    if failure.check(RecipientsTempFail):
+        log.error("recipients database error: {err}", err=failure.value)
+        return denysoft(RECIPIENTS_ERROR, 451)
+    log.failure("sql database error", failure)
+    return denysoft(DB_ERROR, 451)
