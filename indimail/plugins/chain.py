@@ -32,6 +32,7 @@ class PluginChain:
         # walks its hook's list (a hook_* replaced later on a plugin is not seen)
         self._calls = {hook: [getattr(p, "hook_" + hook) for p in plugins]
                        for hook, plugins in self._by_hook.items()}
+        self._deadlines = Deadlines(clock)
 
     def names(self, hook: str) -> list[str]:
         """The plugin names that run for *hook*, in order."""
@@ -88,11 +89,12 @@ class PluginChain:
         does it all (the timer, the check, the rest of the loop): under load
         every suspended RCPT check runs it."""
         timeout = getattr(plugin, "timeout", None) or self.timeout
-        timer = self.clock.callLater(timeout, d.cancel)
+        deadlines = self._deadlines
+        deadlines.add(d, timeout)
 
         def landed(result):
-            if timer.active():
-                timer.cancel()
+            if deadlines.settle(d):
+                pass
             elif isinstance(result, Failure) and result.check(defer.CancelledError):
                 log.warn("plugin {name}: {hook} hook timed out after {t}s",
                          name=_name(plugin), hook=hook, t=timeout)
@@ -100,6 +102,54 @@ class PluginChain:
             decided = _answer(ctx, plugin, hook, result)
             return decided if decided is not None else self._run_from(hook, ctx, args, index + 1)
         return d.addBoth(landed)
+
+
+class Deadlines:
+    """The timeouts of suspended hooks under one timer.
+
+    A timer per suspended hook costs a ``DelayedCall`` pushed on (and
+    compared through) the reactor's heap, then cancelled, on every RCPT
+    that waits for the database.  Here a hook's deadline is a dict entry;
+    the one timer waits for the earliest, cancels what is overdue and waits
+    for the next.  Hooks of one chain share a timeout, so a new deadline is
+    nearly never the earliest and, while other hooks wait (a loaded
+    service), the timer is not touched."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._due: dict[defer.Deferred, float] = {}
+        self._timer = None
+
+    def add(self, d: defer.Deferred, timeout: float) -> None:
+        """Cancel *d* if it has not settled within *timeout* seconds."""
+        deadline = self.clock.seconds() + timeout
+        self._due[d] = deadline
+        timer = self._timer
+        if timer is None:
+            self._timer = self.clock.callLater(timeout, self._expire)
+        elif deadline < timer.getTime():
+            timer.reset(timeout)
+
+    def settle(self, d: defer.Deferred) -> bool:
+        """Forget *d*'s deadline: True when it settled in time.  The timer
+        goes with the last deadline (no timer outlives the waits)."""
+        due = self._due
+        if due.pop(d, None) is None:
+            return False
+        if not due and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return True
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.clock.seconds()
+        for d in [d for d, deadline in self._due.items() if deadline <= now]:
+            del self._due[d]
+            d.cancel()
+        if self._due and self._timer is None:
+            self._timer = self.clock.callLater(max(0.0, min(self._due.values()) - now),
+                                               self._expire)
 
 
 def _answer(ctx, plugin, hook: str, result) -> Result | None:

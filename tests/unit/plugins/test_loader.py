@@ -331,3 +331,54 @@ class AsyncHookTests(SynchronousTestCase):
             "rcpt", _ctx(), "x@example.com"))
         self.assertEqual((result.verdict, result.code), (Verdict.DENYSOFT, 451))
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class DeadlineTests(SynchronousTestCase):
+    """Suspended hooks' timeouts share one timer."""
+
+    def setUp(self):
+        from indimail.plugins.chain import Deadlines
+        self.clock = Clock()
+        self.deadlines = Deadlines(self.clock)
+
+    def waits(self, n):
+        """*n* Deferreds whose cancellation is expected."""
+        from twisted.internet import defer
+        out = [defer.Deferred() for _ in range(n)]
+        for d in out:
+            d.addErrback(lambda f: f.trap(defer.CancelledError))
+        return out
+
+    def test_waiting_hooks_share_one_timer_and_each_keeps_its_deadline(self):
+        first, second = self.waits(2)
+        self.deadlines.add(first, 30)
+        self.clock.advance(10)
+        self.deadlines.add(second, 30)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertTrue(self.deadlines.settle(first))
+        self.assertFalse(self.deadlines.settle(first))
+        self.clock.advance(19.9)
+        self.assertFalse(second.called)
+        self.clock.advance(10.1)                      # 30 s after it was added
+        self.assertTrue(second.called)
+        self.assertFalse(self.deadlines.settle(second))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_shorter_timeout_moves_the_timer_earlier(self):
+        slow, quick = self.waits(2)
+        self.deadlines.add(slow, 30)
+        self.deadlines.add(quick, 2)
+        self.clock.advance(2)
+        self.assertEqual((quick.called, slow.called), (True, False))
+        self.clock.advance(28)
+        self.assertTrue(slow.called)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_the_timer_goes_with_the_last_wait(self):
+        waits = self.waits(3)
+        for d in waits:
+            self.deadlines.add(d, 30)
+        for d in waits:
+            self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+            self.assertTrue(self.deadlines.settle(d))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
