@@ -36,7 +36,7 @@ log = Logger()
 
 ACTIVE, INACTIVE = "indimail", "indibak"
 RELAY_CLEAR_MINUTES = 60
-USER_READS_PARALLEL = 2   # user-lookup batches in flight at once (the pool has more threads)
+USER_READS_PARALLEL = 1   # user-lookup batches in flight at once (the pool has more threads)
 PORT_SMTP = 25
 # vpopmail/IndiMail's fresh dir_control row: 3 levels of 62 directories each
 _DIR_CONTROL_DEFAULTS = (0, 0, 3, 0, 0, 0, 61, 61, 61, 0, 2, 4, 0, 0, 0, "")
