@@ -33,9 +33,10 @@ log = Logger()
 def domain_suffixes(domain: str) -> list[str]:
     """``a.b.c`` → ``a.b.c``, ``.b.c``, ``.c``: the keys rcpthosts is searched for."""
     keys = [domain]
-    for i, ch in enumerate(domain):
-        if ch == "." and i:
-            keys.append(domain[i:])
+    dot = domain.find(".", 1)      # a leading dot starts no suffix of its own
+    while dot > 0:
+        keys.append(domain[dot:])
+        dot = domain.find(".", dot + 1)
     return keys
 
 
@@ -77,7 +78,7 @@ class RelayPolicy:
             return True
         keys = domain_suffixes(domain)
         listed = self.control.keys("rcpthosts")
-        found = listed is not None and any(k in listed for k in keys)
+        found = listed is not None and not listed.isdisjoint(keys)
         # rcpthosts.cdb (written by ``indimail init`` beside the text) and
         # upstream's morercpthosts.cdb
         for name in ("rcpthosts", "morercpthosts"):

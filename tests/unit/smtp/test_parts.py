@@ -188,6 +188,9 @@ class Policy(SynchronousTestCase):
     def test_suffixes(self):
         """A domain is looked up whole and by each ``.suffix``."""
         self.assertEqual(domain_suffixes("a.b.c"), ["a.b.c", ".b.c", ".c"])
+        self.assertEqual(domain_suffixes(".b.c"), [".b.c", ".c"])     # no suffix at 0
+        self.assertEqual(domain_suffixes("a..c."), ["a..c.", "..c.", ".c.", "."])
+        self.assertEqual(domain_suffixes("localhost"), ["localhost"])
 
     def test_case_insensitive(self):
         """rcpthosts lines and domains compare case-insensitively."""
