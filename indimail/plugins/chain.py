@@ -251,7 +251,12 @@ _WAITING = object()
 
 def _settled(d: defer.Deferred):
     """What *d* fired with (a Failure for an error) when it already has;
-    otherwise a new Deferred that fires with it (cancelling it cancels *d*)."""
+    otherwise *d* itself, to be waited on (the hook hands it over: its
+    result becomes the chain's).  A Deferred caught in the middle of its
+    own callbacks is waited on through a new one that fires with its
+    result (cancelling that cancels *d*)."""
+    if not d.called or d.paused:
+        return d
     box: list = []
     d.addBoth(box.append)
     if box:

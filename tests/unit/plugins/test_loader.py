@@ -382,3 +382,30 @@ class DeadlineTests(SynchronousTestCase):
             self.assertEqual(len(self.clock.getDelayedCalls()), 1)
             self.assertTrue(self.deadlines.settle(d))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class HandedOverDeferredTests(SynchronousTestCase):
+    """A hook's Deferred is waited on as it is, or read at once when fired."""
+
+    def _chain(self, answer):
+        class Plugin:
+            name, order = "a", 1
+
+            def hook_rcpt(self, ctx, rcpt):
+                return answer
+        return PluginChain([Plugin()], Clock())
+
+    def test_an_unfired_deferred_is_waited_on_itself(self):
+        from twisted.internet import defer
+        from indimail.plugins.api import deny
+        pending = defer.Deferred()
+        waited = self._chain(pending).run_now("rcpt", _ctx(), "x@example.com")
+        self.assertIs(waited, pending)
+        pending.callback(deny("no", 550))
+        self.assertEqual(self.successResultOf(waited).code, 550)
+
+    def test_a_fired_deferred_answers_at_once(self):
+        from twisted.internet import defer
+        from indimail.plugins.api import deny
+        answer = self._chain(defer.succeed(deny("no", 550))).run_now("rcpt", _ctx(), "x@e.com")
+        self.assertEqual((answer.code, answer.text), (550, "no"))
