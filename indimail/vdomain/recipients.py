@@ -273,9 +273,14 @@ async def user_status(store, address: str) -> int:
         return ABSENT
     user = await store.find(address)
     if user is None:
-        real = await store.real_domain(domain) or domain.lower()
-        return FOUND if await store.alias_lines(local, real) else ABSENT
+        return await _valias_status(store, local, domain)
     return _status_of(user)
+
+
+async def _valias_status(store, local: str, domain: str) -> int:
+    """FOUND when *local* is a valias of *domain* (or of the domain it aliases)."""
+    real = await store.real_domain(domain) or domain.lower()
+    return FOUND if await store.alias_lines(local, real) else ABSENT
 
 
 def user_status_now(store: VStore, address: str) -> defer.Deferred:
@@ -286,12 +291,19 @@ def user_status_now(store: VStore, address: str) -> defer.Deferred:
     if not at or not local:
         return defer.succeed(ABSENT)
     read = defer.ensureDeferred(store._read_user(local, domain))
-    return read.addCallback(_status_or_search, store, address)
+    return read.addCallback(_status_or_search, store, local, domain)
 
 
-def _status_or_search(user, store, address: str):
+def _status_or_search(user, store: VStore, local: str, domain: str):
+    if user is None:   # go on from the miss: alias domains, then valias
+        return defer.Deferred.fromCoroutine(_status_after_miss(store, local, domain))
+    return _status_of(user)
+
+
+async def _status_after_miss(store: VStore, local: str, domain: str) -> int:
+    user = await store.find_in_alias_domain(local, domain)
     if user is None:
-        return defer.Deferred.fromCoroutine(user_status(store, address))
+        return await _valias_status(store, local, domain)
     return _status_of(user)
 
 

@@ -439,6 +439,11 @@ class VStore:
         user = await self._read_user(name, domain)
         if user is not None:
             return user
+        return await self.find_in_alias_domain(name, domain)
+
+    async def find_in_alias_domain(self, name: str, domain: str) -> VUser | None:
+        """The user *name* of the real domain when *domain* is an alias
+        domain; None otherwise (what :meth:`find` asks after a miss)."""
         row = await self._first("SELECT domain FROM aliasdomain WHERE alias = %s", _lower(domain))
         return await self._read_user(name, row[0]) if row else None
 

@@ -213,6 +213,27 @@ class CheckTestsMixin:
         self.assertIs(verdict.verdict, Verdict.CONTINUE)
 
     @defer.inlineCallbacks
+    def test_each_domain_is_read_once_per_recipient(self):
+        """A miss goes on from where it is (alias domain, then valias): the
+        user is not read again for the same domain."""
+        reads = []
+        real_read = VStore._read_user
+
+        def counted(store, name, domain):
+            reads.append((name, domain))
+            return real_read(store, name, domain)
+        self.patch(VStore, "_read_user", counted)
+        env = {"CHECKRECIPIENT": "1"}
+        self.assertIs((yield self.check(env, "nobody@example.org")).verdict, Verdict.DENY)
+        self.assertEqual(reads, [("nobody", "example.org")])
+        del reads[:]
+        self.assertIs((yield self.check(env, "bob@example.net")).verdict, Verdict.CONTINUE)
+        self.assertEqual(reads, [("bob", "example.net"), ("bob", "example.org")])
+        del reads[:]
+        self.assertIs((yield self.check(env, "info@example.org")).verdict, Verdict.CONTINUE)
+        self.assertEqual(reads, [("info", "example.org")])
+
+    @defer.inlineCallbacks
     def test_lookup_and_find_agree(self):
         """The Deferred forms give what the coroutines give."""
         for address in ("bob@example.org", "bob@example.net", "nobody@example.org"):
